@@ -1,0 +1,50 @@
+// SPDX-License-Identifier: Apache-2.0
+// Host-side contract between the generated kernel instances, the registry and the binding: plain pointers,
+// shapes and a stream. No torch, no Python: Python validates every argument before it gets here.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cuda_runtime_api.h>
+
+namespace liquidgemm {
+
+// Y[m, n] = (acc[m, n] * act_scale[m]) * s1[n] (+ bias[n]),  acc = sum_k act[m, k] * w1'[n, k]  (int32)
+struct GemmArgs {
+  const int8_t* act = nullptr;          // [m, k] row-major int8 activations
+  const float* act_scale = nullptr;     // [m] per-token scale
+  const uint8_t* weight = nullptr;      // packed LiquidQuant chunks [n/64, k/128, 4096]
+  const uint8_t* params = nullptr;      // group params [n/64, k/group_size, 64, 2] (s2, z)
+  const float* s1 = nullptr;            // [n] per-channel scale
+  const float* bias = nullptr;          // [n] or nullptr
+  void* out = nullptr;                  // [m, n] row-major; bf16 / f16, or int32 for the debug config
+  void* workspace = nullptr;            // gemm_workspace_size() bytes, 16-byte aligned (may be null if 0)
+  int64_t m = 0, n = 0, k = 0;
+  int group_size = 128;                 // 64, or a multiple of 128 that divides k (k = per-channel)
+  cudaStream_t stream = nullptr;
+};
+
+// Returned by every entry point; message() is what the binding raises.
+struct Status {
+  bool ok = true;
+  const char* what = "";
+  static Status success() { return {}; }
+  static Status error(const char* msg) { return {false, msg}; }
+};
+
+struct KernelEntry {
+  const char* id;                                      // stable config id, see python/liquidgemm/_configs.py
+  Status (*run)(GemmArgs const&);
+  size_t (*workspace_size)(GemmArgs const&);
+};
+
+// The table of compiled instances (kernels/registry.cpp, filled from the generated list).
+KernelEntry const* kernel_table(size_t* count);
+KernelEntry const* find_kernel(const char* id);
+
+// Per-token INT8 activation quantization (kernels/quantize_act.cu).
+enum class ActDtype { kBF16, kF16 };
+Status quantize_act(const void* x, ActDtype dtype, int8_t* x_q, float* x_scale, int64_t m, int64_t k,
+                    cudaStream_t stream);
+
+}  // namespace liquidgemm
