@@ -1,0 +1,187 @@
+"""Which compiled kernel config runs a GEMM of a given shape.
+
+`select_config(m, n, k, group_size, out_dtype)` looks, in order, at
+1. this GPU's tuning cache (written by `liquidgemm tune`, read once per process): the entry tuned for the same
+   (n, k, group, out) at the smallest tuned m >= m (the largest tuned m beyond that);
+2. the committed heuristic table `data/heuristic_h100.json`: a config per (m bucket, n class);
+and then maps the choice onto a config compiled into this build (same tile with other scheduler or stages,
+else the nearest tile_n, else any config of that output dtype), so it never returns an id the build lacks.
+
+It is memoised and a pure function of its arguments plus the files above, so repeated calls cost well under a
+microsecond and are safe inside CUDA-graph capture (no device work, no allocation). Call `clear_caches()` after
+changing the cache file or the environment within a process.
+"""
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import functools
+import json
+import math
+import warnings
+from importlib import resources
+from pathlib import Path
+
+from . import _native, tune
+from ._configs import CONFIGS, TileConfig
+
+HEURISTIC_TABLE = "heuristic_h100.json"
+_OUT_NAMES = {"bf16": "bf16", "bfloat16": "bf16", "f16": "f16", "fp16": "f16", "float16": "f16", "half": "f16",
+              "s32": "s32", "int32": "s32"}
+
+
+def normalize_out(out_dtype) -> str:
+    """"bf16" | "f16" | "s32" from those strings, their long names or a torch dtype (torch.bfloat16, ...)."""
+    name = out_dtype.lower() if isinstance(out_dtype, str) else str(out_dtype).removeprefix("torch.")
+    try:
+        return _OUT_NAMES[name]
+    except KeyError:
+        raise ValueError(f"out_dtype must be bf16, f16 or s32 (or torch.bfloat16, torch.float16, torch.int32), "
+                         f"got {out_dtype!r}") from None
+
+
+@functools.cache
+def _compiled() -> tuple[TileConfig, ...]:
+    # Without the extension every defined config counts, so that dispatch (and the CPU path, which ignores
+    # the config) works on machines that cannot build or load the kernels.
+    ids = _native.configs() if _native.is_available() else [c.id for c in CONFIGS]
+    return tuple(TileConfig.parse(i) for i in ids)
+
+
+def list_configs(out_dtype=None) -> list[str]:
+    """Config ids compiled into this build (all of `_configs.CONFIGS` when the extension is not available),
+    optionally only those writing `out_dtype`."""
+    out = None if out_dtype is None else normalize_out(out_dtype)
+    return [c.id for c in _compiled() if out is None or c.out == out]
+
+
+def check_config(config_id: str, out_dtype) -> str:
+    """`config_id` if it is a compiled config writing `out_dtype`, else ValueError listing the valid ids."""
+    valid = list_configs(out_dtype)
+    if config_id not in valid:
+        raise ValueError(f"config: {config_id!r} is not a compiled config for out_dtype {normalize_out(out_dtype)}; "
+                         f"valid ids: {', '.join(valid) or '(none)'}")
+    return config_id
+
+
+@dataclasses.dataclass(frozen=True)
+class HeuristicTable:
+    """A config per (m bucket, n class): `configs[i][j]` serves m <= m_max[i] and n <= n_max[j] (the first bucket
+    that fits; the last bound is unbounded, `null` in JSON). Only the tile and schedule of an id matter: its
+    output dtype is replaced by the requested one, as the epilogue type does not change the best tiling."""
+
+    m_max: tuple[float, ...]
+    n_max: tuple[float, ...]
+    configs: tuple[tuple[str, ...], ...]
+    meta: dict = dataclasses.field(default_factory=dict, compare=False)
+
+    def cell(self, m: int, n: int) -> tuple[int, int]:
+        return (min(bisect.bisect_left(self.m_max, m), len(self.m_max) - 1),
+                min(bisect.bisect_left(self.n_max, n), len(self.n_max) - 1))
+
+    def lookup(self, m: int, n: int) -> str:
+        i, j = self.cell(m, n)
+        return self.configs[i][j]
+
+    @classmethod
+    def from_json(cls, data: dict) -> HeuristicTable:
+        def bounds(values):
+            return tuple(math.inf if v is None else int(v) for v in values)
+
+        table = cls(bounds(data["m_max"]), bounds(data["n_max"]), tuple(tuple(row) for row in data["configs"]),
+                    {key: value for key, value in data.items() if key not in ("m_max", "n_max", "configs")})
+        if len(table.configs) != len(table.m_max) or any(len(row) != len(table.n_max) for row in table.configs):
+            raise ValueError("heuristic table: configs must have one row per m_max and one column per n_max")
+        for config_id in {c for row in table.configs for c in row}:
+            TileConfig.parse(config_id)  # a typo in the table fails here, not on some rare shape
+        return table
+
+    def to_json(self) -> str:
+        """The table as JSON, one row of configs per line so that it reads (and diffs) like a table."""
+        def bounds(values):
+            return [None if math.isinf(v) else v for v in values]
+
+        fields = [f" {json.dumps(key)}: {json.dumps(value)}" for key, value in self.meta.items()]
+        fields += [f' "m_max": {json.dumps(bounds(self.m_max))}', f' "n_max": {json.dumps(bounds(self.n_max))}']
+        rows = ",\n".join("  " + json.dumps(list(row)) for row in self.configs)
+        return "{\n" + ",\n".join(fields) + ',\n "configs": [\n' + rows + "\n ]\n}\n"
+
+
+@functools.cache
+def heuristic_table(path: str | None = None) -> HeuristicTable:
+    """The committed heuristic table (or the one at `path`)."""
+    text = Path(path).read_text(encoding="utf-8") if path else \
+        resources.files(__package__).joinpath("data", HEURISTIC_TABLE).read_text(encoding="utf-8")
+    return HeuristicTable.from_json(json.loads(text))
+
+
+@functools.cache
+def _tuned() -> dict[tuple[int, int, int, str], tuple[tuple[int, ...], tuple[str, ...]]]:
+    """(n, k, group, out) -> (tuned m values ascending, their configs), from this GPU's tuning cache."""
+    path = tune.cache_path()
+    if path is None or not path.exists():
+        return {}
+    try:
+        entries = tune.load_cache(path)["entries"]
+        by_problem: dict[tuple, list[tuple[int, str]]] = {}
+        for key, entry in entries.items():
+            m, n, k, group, out = tune.parse_key(key)
+            by_problem.setdefault((n, k, group, out), []).append((m, TileConfig.parse(entry["config"]).id))
+    except (ValueError, KeyError, TypeError) as e:
+        # A broken cache must not break inference: warn once and use the heuristic.
+        warnings.warn(f"liquidgemm: ignoring the tuning cache {str(path)!r}: {e}", RuntimeWarning, stacklevel=3)
+        return {}
+    return {problem: tuple(zip(*sorted(points))) for problem, points in by_problem.items()}
+
+
+def _tuned_choice(m: int, n: int, k: int, group_size: int, out: str) -> str | None:
+    points = _tuned().get((n, k, group_size, out))
+    if points is None:
+        return None
+    ms, configs = points
+    return configs[min(bisect.bisect_left(ms, m), len(ms) - 1)]
+
+
+def _nearest_compiled(wanted: TileConfig) -> str:
+    candidates = [c for c in _compiled() if c.out == wanted.out]
+    if not candidates:
+        raise ValueError(f"out_dtype: this build has no config writing {wanted.out}; "
+                         f"compiled configs: {', '.join(list_configs()) or '(none)'}")
+
+    def distance(c: TileConfig) -> tuple:
+        # same tile first (other scheduler, then other stages), then the nearest tile_n (the larger on a tie:
+        # it still covers m), then anything else of this output dtype; the id makes the order total.
+        return (abs(math.log2(c.tile_n / wanted.tile_n)), c.tile_n < wanted.tile_n, c.tile_m != wanted.tile_m,
+                c.schedule != wanted.schedule, c.scheduler != wanted.scheduler, abs(c.stages - wanted.stages), c.id)
+
+    return min(candidates, key=distance).id
+
+
+def _check_dims(m, n, k, group_size) -> None:
+    for name, value in (("m", m), ("n", n), ("k", k), ("group_size", group_size)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def heuristic_config(m: int, n: int, k: int, group_size: int, out_dtype) -> str:
+    """The heuristic table's choice for this problem (ignoring any tuning cache), mapped onto a compiled config."""
+    _check_dims(m, n, k, group_size)
+    wanted = TileConfig.parse(heuristic_table().lookup(m, n))
+    return _nearest_compiled(dataclasses.replace(wanted, out=normalize_out(out_dtype)))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def select_config(m: int, n: int, k: int, group_size: int, out_dtype) -> str:
+    """The config id to run `Y[m, n] = X[m, k] W[n, k]^T` with `group_size` and `out_dtype` on this GPU."""
+    _check_dims(m, n, k, group_size)
+    tuned = _tuned_choice(m, n, k, group_size, normalize_out(out_dtype))
+    if tuned is None:
+        return heuristic_config(m, n, k, group_size, out_dtype)
+    return _nearest_compiled(TileConfig.parse(tuned))
+
+
+def clear_caches() -> None:
+    """Forget memoised choices, compiled configs, the tuning cache and the heuristic table (tests, re-tuning)."""
+    for cached in (select_config, heuristic_config, heuristic_table, _tuned, _compiled):
+        cached.cache_clear()
