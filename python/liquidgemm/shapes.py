@@ -26,7 +26,8 @@ class LayerShape:
     k: int
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.n}x{self.k})"
+        size = f"{self.n}x{self.k}"
+        return size if self.name == size else f"{self.name} ({size})"
 
 
 def transformer_shapes(hidden: int, heads: int, kv_heads: int, head_dim: int, intermediate: int,
