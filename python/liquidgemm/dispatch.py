@@ -142,10 +142,14 @@ def _tuned_choice(m: int, n: int, k: int, group_size: int, out: str) -> str | No
     return configs[min(bisect.bisect_left(ms, m), len(ms) - 1)]
 
 
-def _nearest_compiled(wanted: TileConfig) -> str:
-    candidates = [c for c in _compiled() if c.out == wanted.out]
+@functools.cache
+def _resolve(config_id: str, out: str) -> str:
+    """`config_id` with its output dtype set to `out`, mapped onto a compiled config (memoised: a table or
+    cache names only a few distinct ids)."""
+    wanted = dataclasses.replace(TileConfig.parse(config_id), out=out)
+    candidates = [c for c in _compiled() if c.out == out]
     if not candidates:
-        raise ValueError(f"out_dtype: this build has no config writing {wanted.out}; "
+        raise ValueError(f"out_dtype: this build has no config writing {out}; "
                          f"compiled configs: {', '.join(list_configs()) or '(none)'}")
 
     def distance(c: TileConfig) -> tuple:
@@ -167,21 +171,19 @@ def _check_dims(m, n, k, group_size) -> None:
 def heuristic_config(m: int, n: int, k: int, group_size: int, out_dtype) -> str:
     """The heuristic table's choice for this problem (ignoring any tuning cache), mapped onto a compiled config."""
     _check_dims(m, n, k, group_size)
-    wanted = TileConfig.parse(heuristic_table().lookup(m, n))
-    return _nearest_compiled(dataclasses.replace(wanted, out=normalize_out(out_dtype)))
+    return _resolve(heuristic_table().lookup(m, n), normalize_out(out_dtype))
 
 
 @functools.lru_cache(maxsize=1 << 16)
 def select_config(m: int, n: int, k: int, group_size: int, out_dtype) -> str:
     """The config id to run `Y[m, n] = X[m, k] W[n, k]^T` with `group_size` and `out_dtype` on this GPU."""
     _check_dims(m, n, k, group_size)
-    tuned = _tuned_choice(m, n, k, group_size, normalize_out(out_dtype))
-    if tuned is None:
-        return heuristic_config(m, n, k, group_size, out_dtype)
-    return _nearest_compiled(TileConfig.parse(tuned))
+    out = normalize_out(out_dtype)
+    tuned = _tuned_choice(m, n, k, group_size, out)
+    return heuristic_config(m, n, k, group_size, out) if tuned is None else _resolve(tuned, out)
 
 
 def clear_caches() -> None:
     """Forget memoised choices, compiled configs, the tuning cache and the heuristic table (tests, re-tuning)."""
-    for cached in (select_config, heuristic_config, heuristic_table, _tuned, _compiled):
+    for cached in (select_config, heuristic_config, heuristic_table, _tuned, _resolve, _compiled):
         cached.cache_clear()

@@ -1,0 +1,221 @@
+"""Config dispatch: total, compiled-only, monotone, tuned cache honoured, fallback chain (CPU only)."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from liquidgemm import _native, dispatch, tune
+from liquidgemm._configs import CONFIGS, TileConfig
+from liquidgemm.shapes import PRESETS
+
+ALL_IDS = [c.id for c in CONFIGS]
+PRESET_NKS = sorted({(s.n, s.k) for shapes in PRESETS.values() for s in shapes})
+TILE_NS = (8, 16, 32, 64, 128, 256)
+
+
+def tile(config_id: str) -> TileConfig:
+    return TileConfig.parse(config_id)
+
+
+def ids(out="bf16", **fields) -> list[str]:
+    """Ids of CONFIGS writing `out` whose fields match (values may be tuples of allowed values)."""
+    def match(c):
+        return all(getattr(c, f) in (v if isinstance(v, tuple) else (v,)) for f, v in fields.items())
+    return [c.id for c in CONFIGS if c.out == out and match(c)]
+
+
+@pytest.fixture
+def build(monkeypatch, tmp_path):
+    """`build(ids)` pretends the extension is loaded with exactly these configs compiled; no tuning cache."""
+    monkeypatch.setenv(tune.ENV_CACHE, str(tmp_path / "no-cache.json"))
+
+    def compile_(config_ids):
+        monkeypatch.setattr(_native, "is_available", lambda: True)
+        monkeypatch.setattr(_native, "configs", lambda: list(config_ids))
+        dispatch.clear_caches()
+
+    dispatch.clear_caches()
+    yield compile_
+    dispatch.clear_caches()
+
+
+def test_list_configs_without_extension_is_the_full_list(monkeypatch, build):
+    monkeypatch.setattr(_native, "is_available", lambda: False)
+    dispatch.clear_caches()
+    assert dispatch.list_configs() == ALL_IDS
+    assert dispatch.list_configs("f16") == [i for i in ALL_IDS if tile(i).out == "f16"]
+    assert dispatch.list_configs(torch.int32) == [i for i in ALL_IDS if tile(i).out == "s32"]
+
+
+def test_list_configs_reports_the_build(build):
+    build(ids(tile_n=64) + ids("s32"))
+    assert dispatch.list_configs() == ids(tile_n=64) + ids("s32")
+    assert dispatch.list_configs(torch.bfloat16) == ids(tile_n=64)
+    assert dispatch.list_configs("f16") == []
+
+
+@pytest.mark.parametrize("out", ["bf16", "f16"])
+def test_select_config_is_total_and_compiled(build, out):
+    build(ALL_IDS)
+    compiled = set(dispatch.list_configs(out))
+    for n, k in PRESET_NKS:
+        for m in range(1, 16385):
+            assert dispatch.select_config(m, n, k, 128, out) in compiled
+
+
+@pytest.mark.parametrize("n,k", PRESET_NKS)
+def test_tile_n_is_monotone_in_m_and_covers_small_m(build, n, k):
+    build(ALL_IDS)
+    previous = 0
+    for m in range(1, 16385):
+        tile_n = tile(dispatch.select_config(m, n, k, 128, "bf16")).tile_n
+        assert tile_n >= previous, f"tile_n went down from {previous} to {tile_n} at m={m}"
+        if m <= 128:  # decode / small prefill: the smallest token tile that holds all m tokens
+            assert tile_n == next(t for t in TILE_NS if t >= m)
+        previous = tile_n
+
+
+def test_streamk_when_tiles_cannot_fill_the_gpu(build):
+    build(ALL_IDS)
+    decode_small_n = tile(dispatch.select_config(1, 4096, 4096, 128, "bf16"))  # 32 tiles of 128 rows < 132 SMs
+    assert (decode_small_n.tile_n, decode_small_n.scheduler) == (8, "streamk")
+    decode_large_n = tile(dispatch.select_config(1, 57344, 8192, 128, "bf16"))  # 448 tiles: persistent
+    assert (decode_large_n.tile_n, decode_large_n.scheduler) == (8, "persist")
+    prefill = tile(dispatch.select_config(8192, 28672, 4096, 128, "bf16"))
+    assert (prefill.tile_n, prefill.scheduler) == (256, "persist")
+
+
+def test_fallback_chain(build):
+    # 1. same tile, other scheduler
+    build(ids(scheduler="persist"))
+    assert dispatch.select_config(1, 4096, 4096, 128, "bf16") == ids(tile_n=8, scheduler="persist")[0]
+    # 2. nearest tile_n (in log2 distance): 8 -> 16, not 64
+    build(ids(tile_n=(16, 64)))
+    assert tile(dispatch.select_config(1, 4096, 4096, 128, "bf16")).tile_n == 16
+    # ... the larger on a tie (it still covers m): wanted 64 (m = 50), compiled 32 and 128
+    build(ids(tile_n=(32, 128)))
+    assert tile(dispatch.select_config(50, 4096, 4096, 128, "bf16")).tile_n == 128
+    # 3. any compiled config of the output dtype
+    build(ids(tile_n=256) + ids("s32"))
+    assert dispatch.select_config(1, 4096, 4096, 128, "bf16") == ids(tile_n=256)[0]
+    assert dispatch.select_config(1, 4096, 4096, 128, torch.int32) == ids("s32")[0]
+    with pytest.raises(ValueError, match="no config writing f16"):
+        dispatch.select_config(1, 4096, 4096, 128, "f16")
+
+
+def test_out_dtype_spellings_and_errors(build):
+    build(ALL_IDS)
+    bf16 = dispatch.select_config(100, 6144, 4096, 128, "bf16")
+    assert tile(bf16).out == "bf16"
+    assert dispatch.select_config(100, 6144, 4096, 128, torch.bfloat16) == bf16
+    assert dispatch.select_config(100, 6144, 4096, 128, "bfloat16") == bf16
+    f16 = dispatch.select_config(100, 6144, 4096, 128, torch.float16)
+    assert f16 == bf16.replace("_bf16_", "_f16_")  # the tiling does not depend on the epilogue type
+    with pytest.raises(ValueError, match="out_dtype"):
+        dispatch.select_config(100, 6144, 4096, 128, torch.float32)
+    for bad in (0, -3, 1.5, "8"):
+        with pytest.raises(ValueError, match="m must be a positive int"):
+            dispatch.select_config(bad, 6144, 4096, 128, "bf16")
+    with pytest.raises(ValueError, match="group_size"):
+        dispatch.select_config(1, 6144, 4096, 0, "bf16")
+
+
+def test_select_config_is_memoised(build):
+    build(ALL_IDS)
+    dispatch.select_config(7, 6144, 4096, 128, "bf16")
+    hits = dispatch.select_config.cache_info().hits
+    dispatch.select_config(7, 6144, 4096, 128, "bf16")
+    assert dispatch.select_config.cache_info().hits == hits + 1
+
+
+def test_check_config(build):
+    build(ids(tile_n=(8, 64)) + ids("s32"))
+    good = ids(tile_n=64)[0]
+    assert dispatch.check_config(good, torch.bfloat16) == good
+    with pytest.raises(ValueError, match=f"valid ids: .*{good}"):
+        dispatch.check_config(ids(tile_n=128)[0], "bf16")  # defined but not compiled
+    with pytest.raises(ValueError, match="out_dtype f16"):
+        dispatch.check_config(good, "f16")
+    with pytest.raises(ValueError, match="not a compiled config"):
+        dispatch.check_config("nonsense", "bf16")
+
+
+def test_tuned_cache_is_honoured(build, monkeypatch, tmp_path):
+    path = tmp_path / "tuned.json"
+    monkeypatch.setenv(tune.ENV_CACHE, str(path))
+    wide, mid, narrow = ids(tile_n=256)[0], ids(tile_n=32, scheduler="persist")[0], ids(tile_n=128)[0]
+    tune.save_cache(path, {tune.cache_key(1, 4096, 4096, 128, "bf16"): {"config": wide, "us": 9.0, "date": "d"},
+                           tune.cache_key(64, 4096, 4096, 128, "bf16"): {"config": mid, "us": 19.0, "date": "d"},
+                           tune.cache_key(64, 4096, 4096, 64, "bf16"): {"config": narrow, "us": 20.0, "date": "d"}},
+                    {"gpu": "test"})
+    build(ALL_IDS)
+    assert dispatch.select_config(1, 4096, 4096, 128, "bf16") == wide
+    assert dispatch.select_config(2, 4096, 4096, 128, "bf16") == mid  # the next tuned m up
+    assert dispatch.select_config(64, 4096, 4096, 128, "bf16") == mid
+    assert dispatch.select_config(5000, 4096, 4096, 128, "bf16") == mid  # beyond: the largest tuned m
+    assert dispatch.select_config(1, 4096, 4096, 64, "bf16") == narrow  # group size is part of the key
+    heuristic = dispatch.heuristic_config(1, 4096, 4096, 128, "bf16")
+    assert heuristic != wide
+    assert dispatch.select_config(1, 4096, 4096, 256, "bf16") == heuristic  # untuned group: heuristic
+    assert dispatch.select_config(1, 4096, 8192, 128, "bf16") == heuristic  # untuned k: heuristic
+    assert tile(dispatch.select_config(1, 4096, 4096, 128, "f16")).tile_n == 8  # untuned out: heuristic
+    # a tuned config that this build lacks maps onto the nearest compiled one
+    build([i for i in ALL_IDS if i != wide])
+    assert tile(dispatch.select_config(1, 4096, 4096, 128, "bf16")).tile_n == 128
+
+
+def test_broken_tuned_cache_warns_and_falls_back(build, monkeypatch, tmp_path):
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps({"schema": 1, "meta": {}, "entries": {"1,4096,4096,128,bf16": {"config": "bad"}}}))
+    monkeypatch.setenv(tune.ENV_CACHE, str(path))
+    build(ALL_IDS)
+    with pytest.warns(RuntimeWarning, match="ignoring the tuning cache"):
+        chosen = dispatch.select_config(1, 4096, 4096, 128, "bf16")
+    assert chosen == dispatch.heuristic_config(1, 4096, 4096, 128, "bf16")
+
+
+def test_cache_round_trip_and_merge(tmp_path):
+    path = tmp_path / "sub" / "cache.json"
+    first = {tune.cache_key(8, 6144, 4096, 128, "bf16"): {"config": ALL_IDS[0], "us": 10.5, "date": "d1"},
+             tune.cache_key(1, 6144, 4096, 128, "bf16"): {"config": ALL_IDS[1], "us": 9.25, "date": "d1"}}
+    tune.save_cache(path, first, {"gpu": "H", "version": "1"})
+    data = tune.load_cache(path)
+    assert data["schema"] == tune.SCHEMA and data["meta"] == {"gpu": "H", "version": "1"}
+    assert data["entries"] == first
+    assert list(data["entries"]) == ["1,6144,4096,128,bf16", "8,6144,4096,128,bf16"]  # sorted by m per problem
+    second = {tune.cache_key(8, 6144, 4096, 128, "bf16"): {"config": ALL_IDS[2], "us": 8.0, "date": "d2"}}
+    tune.save_cache(path, second, {"date": "d2"})
+    data = tune.load_cache(path)
+    assert data["entries"] == {**first, **second}
+    assert data["meta"] == {"gpu": "H", "version": "1", "date": "d2"}
+    assert tune.parse_key(tune.cache_key(3, 4, 5, 6, "f16")) == (3, 4, 5, 6, "f16")
+    assert tune.load_cache(tmp_path / "absent.json")["entries"] == {}
+    (tmp_path / "other.json").write_text('{"schema": 99}')
+    with pytest.raises(ValueError, match="not a schema-1"):
+        tune.load_cache(tmp_path / "other.json")
+
+
+def test_cache_path(monkeypatch, tmp_path):
+    identity = {"gpu": "NVIDIA H100 80GB HBM3", "sm_count": 132, "cc": "9.0", "driver": "12.8"}
+    assert tune.cache_file_name(identity, "0.1.0") == "nvidia-h100-80gb-hbm3-132sm-cc90-drv12.8-v0.1.0.json"
+    monkeypatch.delenv(tune.ENV_CACHE, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    import liquidgemm
+
+    expected = tmp_path / "liquidgemm" / "tune-v1" / tune.cache_file_name(identity, liquidgemm.__version__)
+    assert tune.cache_path(identity) == expected
+    monkeypatch.setenv(tune.ENV_CACHE, str(tmp_path / "mine.json"))
+    assert tune.cache_path(identity) == tmp_path / "mine.json"
+
+
+def test_committed_heuristic_table_is_valid():
+    table = dispatch.heuristic_table()
+    assert table.m_max[-1] == math.inf and table.n_max[-1] == math.inf
+    assert list(table.m_max) == sorted(table.m_max) and list(table.n_max) == sorted(table.n_max)
+    assert {c for row in table.configs for c in row} <= set(ALL_IDS)
+    assert dispatch.HeuristicTable.from_json(json.loads(table.to_json())) == table
+    assert table.cell(1, 1) == (0, 0) and table.cell(10**9, 10**9) == (len(table.m_max) - 1, len(table.n_max) - 1)
+    assert table.cell(8, 4096) == (0, 0) and table.cell(9, 4097) == (1, 1)  # bounds are inclusive
