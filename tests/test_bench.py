@@ -111,6 +111,57 @@ def test_make_peers_rejects_unknown_names():
         make_peers(["bogus"])
 
 
+def _cpu_run(monkeypatch, tmp_path, argv):
+    """`liquidgemm bench` end to end on the CPU: real peers where torch has CPU kernels, fake GPU timings."""
+    from liquidgemm import timing
+
+    monkeypatch.setenv("COLUMNS", "160")  # rich would fold the table to pytest's 80 columns
+    monkeypatch.setattr(timing, "measure_hbm_bandwidth", lambda device: 3.0e12)
+    monkeypatch.setattr(timing, "measure_peak_tops", lambda dtype, device: 1000.0)
+    monkeypatch.setattr(report, "collect_metadata", lambda device, hbm_bytes_per_s, peak_tops: {
+        "gpu": "Fake H100", "gpu_slug": "h100", "hbm_gbps": hbm_bytes_per_s / 1e9, "peak_tops": peak_tops})
+
+    def time_fn(make_operands, fn, *, bytes_per_call, repeats, device):
+        fn(*make_operands(1))
+        return Timing(10.0, 9.0, 9.5, 11.0, "cuda-graph", 2, 2 * bytes_per_call, repeats)
+
+    args = cli.parse_args([*argv, "--out", str(tmp_path)])
+    assert cli.run(args, torch.device("cpu"), time_fn=time_fn) == 0
+    return args
+
+
+def test_cli_run_end_to_end_on_cpu_with_fake_timings(monkeypatch, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    args = _cpu_run(monkeypatch, tmp_path, ["--shape", "256,128", "--m", "1,32",
+                                             "--peers", "liquidgemm,cublas-bf16,int8-intmm", "--name", "toy"])
+    out = capsys.readouterr().out
+    assert "256x128 (N=256, K=128)" in out and "torch._int_mm needs M > 16" in out
+    doc = json.loads((tmp_path / "toy.json").read_text())
+    assert doc["metadata"]["gpu"] == "Fake H100" and doc["metadata"]["peak_tops"] == {"int8": 1000.0,
+                                                                                      "fp8_e4m3": 1000.0,
+                                                                                      "bf16": 1000.0}
+    assert doc["args"]["shapes"] == [["256x128", 256, 128]] and doc["args"]["m"] == [1, 32]
+    by = {(r["m"], r["peer"]): r for r in doc["results"]}
+    assert len(by) == 6 and doc["layer"] == []
+    bf16 = by[(32, "cublas-bf16")]
+    assert bf16["status"] == OK and bf16["median_us"] == 10.0 and bf16["vs_bf16"] == 1.0
+    assert bf16["bytes_moved"] == 2 * (32 * 128 + 256 * 128 + 32 * 256)
+    assert bf16["hbm_us"] == pytest.approx(bf16["bytes_moved"] / 3e12 * 1e6)
+    assert by[(1, "int8-intmm")]["status"] == NA
+    assert by[(1, "liquidgemm")]["status"] in (OK, NA)  # n/a here unless the extension is built
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["toy.csv", "toy.json", "toy_speedup.png", "toy_tops.png"]
+
+
+def test_cli_layer_run_on_cpu(monkeypatch, tmp_path):
+    pytest.importorskip("matplotlib")
+    _cpu_run(monkeypatch, tmp_path, ["--layer", "--m", "1", "--peers", "cublas-bf16"])
+    doc = json.loads((tmp_path / "llama3-8b-layer.json").read_text())
+    (point,) = doc["layer"]
+    assert doc["results"] == [] and point["problem"] == "llama3-8b layer" and point["n"] is None
+    assert point["flops"] == 2 * (6144 * 4096 + 4096 * 4096 + 28672 * 4096 + 4096 * 14336)
+    assert (tmp_path / "llama3-8b-layer_layer.png").exists()
+
+
 # ---- runner with fake peers --------------------------------------------------------------------------------------
 class FakePeer(Peer):
     """C = X W^T on the CPU; the fake timer below gives it `us` microseconds per call."""
@@ -137,6 +188,11 @@ class RaisingPeer(FakePeer):
     def __init__(self, name, where, **kw):
         super().__init__(name, 1.0, **kw)
         self.where = where
+
+    def available(self, m, n, k):
+        if self.where == "available":
+            raise ImportError("cannot import name '_native'")
+        return True, ""
 
     def prepare(self, m, n, k, device):
         if self.where == "prepare":
@@ -197,12 +253,14 @@ def test_points_hold_times_rooflines_and_speedups():
 
 def test_a_peer_that_raises_or_is_unavailable_is_reported_na_and_the_run_goes_on():
     peers = [FakePeer("liquidgemm", 10.0), RaisingPeer("bad-prepare", "prepare"), RaisingPeer("bad-run", "run"),
-             UnavailablePeer("small-m", 5.0), FakePeer("cublas-bf16", 30.0)]
+             RaisingPeer("bad-available", "available"), UnavailablePeer("small-m", 5.0),
+             FakePeer("cublas-bf16", 30.0)]
     points = run_problems([Problem.single(SHAPE)], [1, 32], peers, device="cpu", time_fn=fake_time_fn)
     by = {(p.m, p.peer): p for p in points}
     assert by[(1, "bad-prepare")].status == NA
     assert by[(1, "bad-prepare")].reason == "RuntimeError: boom in prepare"
     assert by[(32, "bad-run")].reason == "ValueError: boom in run"
+    assert by[(1, "bad-available")].reason == "ImportError: cannot import name '_native'"
     assert by[(1, "small-m")].reason == "needs M > 16" and by[(1, "small-m")].median_us is None
     assert by[(32, "small-m")].status == OK and by[(32, "small-m")].liquidgemm_speedup == 0.5
     assert by[(32, "cublas-bf16")].status == OK and by[(32, "liquidgemm")].vs_bf16 == 3.0
@@ -280,10 +338,11 @@ def test_csv_has_one_row_per_point(tmp_path):
 
 
 def test_table_rows_show_values_and_na_reasons():
-    rows = report.table_rows([p for p in fake_points() if p.problem == "toy/qkv" and p.m == 16])
+    notes = {}
+    rows = report.table_rows([p for p in fake_points() if p.problem == "toy/qkv" and p.m == 16], notes)
     assert rows[0] == ["16", "liquidgemm", "26.0", "24.7-28.6", f"{2 * 16 * 6144 * 4096 / 26e6:.1f}",
                        f"{6144 * 4096 // 2 / 26e3:.0f}", "50", f"{56 / 26:.2f}", "1.00"]
-    assert rows[2][:3] == ["16", "int8-intmm", "n/a: torch._int_mm needs M > 16"]
+    assert rows[2][:3] == ["16", "int8-intmm", "n/a [1]"] and notes == {"torch._int_mm needs M > 16": 1}
 
 
 def test_print_tables_one_table_per_problem():
@@ -293,7 +352,8 @@ def test_print_tables_one_table_per_problem():
     report.print_tables(fake_points(), console=console)
     text = console.export_text()
     assert "toy/qkv (N=6144, K=4096)" in text and "toy/down (N=4096, K=14336)" in text
-    assert "n/a: torch._int_mm needs M > 16" in text and "liquidgemm x" in text
+    assert text.count("n/a [1]") == 4 and text.count("[1] n/a: torch._int_mm needs M > 16") == 1
+    assert "liquidgemm x" in text
 
 
 @pytest.mark.parametrize("name, slug", [

@@ -141,32 +141,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not torch.cuda.is_available():
         print(NO_CUDA_MESSAGE, file=sys.stderr)
         return 2
-    return _run(args, torch)
+    return run(args, torch.device("cuda", torch.cuda.current_device()))
 
 
-def _run(args: argparse.Namespace, torch) -> int:
+def run(args: argparse.Namespace, device, *, time_fn=None) -> int:
+    """Measure, print, write. `time_fn` replaces `timing.time_op` (tests run this on the CPU with a fake)."""
+    import torch
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .. import _native
-    from ..timing import measure_hbm_bandwidth, measure_peak_tops
+    from .. import timing
     from . import plot, report
-    from .peers import make_peers
+    from .peers import liquidgemm_unavailable_reason, make_peers
     from .runner import Problem, Roofline, run_problems
 
     console, err = Console(), Console(stderr=True)
-    device = torch.device("cuda", torch.cuda.current_device())
     torch.manual_seed(0)
-    if not _native.is_available():
-        err.print(f"[yellow]liquidgemm native module unavailable ({_native.unavailable_reason()}): "
-                  "liquidgemm peers will be n/a[/yellow]")
+    why = liquidgemm_unavailable_reason()
+    if why is not None:
+        err.print(f"[yellow]{why}: the liquidgemm peers will be n/a[/yellow]")
 
     with err.status("measuring HBM bandwidth and peak TOPS"):
-        hbm = measure_hbm_bandwidth(device=device)
-        peaks = {"int8": measure_peak_tops(torch.int8, device=device)}
+        hbm = timing.measure_hbm_bandwidth(device=device)
+        peaks = {"int8": timing.measure_peak_tops(torch.int8, device=device)}
         if not args.quick:
-            peaks["fp8_e4m3"] = measure_peak_tops(torch.float8_e4m3fn, device=device)
-            peaks["bf16"] = measure_peak_tops(torch.bfloat16, device=device)
+            peaks["fp8_e4m3"] = timing.measure_peak_tops(torch.float8_e4m3fn, device=device)
+            peaks["bf16"] = timing.measure_peak_tops(torch.bfloat16, device=device)
     roofline = Roofline(hbm_bytes_per_s=hbm, int8_tops=peaks["int8"])
     metadata = report.collect_metadata(device, hbm_bytes_per_s=hbm, peak_tops=peaks)
     err.print(f"{metadata['gpu']}: HBM {hbm / 1e9:.0f} GB/s, peak "
@@ -188,7 +188,7 @@ def _run(args: argparse.Namespace, torch) -> int:
             progress.update(task, advance=1, description=f"{p.problem} M={p.m} {p.peer}")
 
         points = run_problems(problems, args.m, peers, device=device, repeats=args.repeats, roofline=roofline,
-                              on_point=on_point)
+                              time_fn=time_fn or timing.time_op, on_point=on_point)
 
     report.print_tables(points, console=console)
     out_dir = args.out or Path("bench") / "results" / metadata["gpu_slug"]

@@ -10,6 +10,7 @@ activations, i.e. it is timed as the GEMM alone.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 from typing import Any, ClassVar
 
@@ -87,12 +88,24 @@ def _first_line(text: str) -> str:
 
 
 # ---- liquidgemm -----------------------------------------------------------------------------------------------
-class _LiquidgemmPeer(Peer):
-    def available(self, m, n, k):
+def liquidgemm_unavailable_reason() -> str | None:
+    """None when liquidgemm's CUDA kernels can run, else why not (one line)."""
+    try:
         from .. import _native
 
-        if not _native.is_available():
-            return False, f"liquidgemm native module unavailable: {_first_line(_native.unavailable_reason())}"
+        if _native.is_available():
+            return None
+        why = _native.unavailable_reason()
+    except Exception as e:  # noqa: BLE001 - a broken install is reported, not raised
+        why = f"{type(e).__name__}: {e}"
+    return f"liquidgemm native module unavailable: {_first_line(why)}"
+
+
+class _LiquidgemmPeer(Peer):
+    def available(self, m, n, k):
+        why = liquidgemm_unavailable_reason()
+        if why is not None:
+            return False, why
         return is_supported(LayerShape(f"{n}x{k}", n, k), self.group_size)
 
     def _quantized_weight(self, n, k, device):
@@ -210,8 +223,9 @@ class Fp8RowwiseScaledMm(Peer):
 
 
 # ---- CUTLASS's own mixed-input GEMM (optional extension built under bench/cutlass_peer) -----------------------
+@functools.cache
 def load_cutlass_peer() -> tuple[Any, str]:
-    """(module, "") or (None, why it cannot be used)."""
+    """(module, "") or (None, why it cannot be used); checked once per process, so `run` stays a plain call."""
     try:
         module = importlib.import_module(CUTLASS_PEER_MODULE)
     except ImportError:

@@ -117,12 +117,15 @@ def _num(value: float | None, fmt: str) -> str:
     return "" if value is None else format(value, fmt)
 
 
-def table_rows(points: Sequence[Point]) -> list[list[str]]:
-    """Cells of one problem's table: M, peer, median us, p20-p80 us, TOPS, GB/s, % roofline, x bf16, liquidgemm x."""
+def table_rows(points: Sequence[Point], notes: dict[str, int] | None = None) -> list[list[str]]:
+    """Cells of one problem's table (columns HEADERS). An n/a point shows `n/a [i]`, with its reason numbered
+    in `notes` (reason -> i, shared across tables so each reason is printed once)."""
+    notes = {} if notes is None else notes
     rows = []
     for p in points:
         if not p.ok:
-            rows.append([str(p.m), p.peer, f"n/a: {p.reason}", "", "", "", "", "", ""])
+            index = notes.setdefault(p.reason, len(notes) + 1)
+            rows.append([str(p.m), p.peer, f"n/a [{index}]", "", "", "", "", "", ""])
             continue
         rows.append([
             str(p.m), p.peer, _num(p.median_us, ".1f"), f"{p.p20_us:.1f}-{p.p80_us:.1f}", _num(p.tops, ".1f"),
@@ -132,11 +135,12 @@ def table_rows(points: Sequence[Point]) -> list[list[str]]:
     return rows
 
 
-HEADERS = ["M", "peer", "us (median)", "us p20-p80", "TOPS", "GB/s", "% roof", "x bf16", "liquidgemm x"]
+HEADERS = ["M", "peer", "us", "us p20-p80", "TOPS", "GB/s", "% roof", "x bf16", "liquidgemm x"]
 
 
-def print_tables(points: Sequence[Point], title_suffix: str = "", console=None) -> None:
-    """One rich table per problem, rows grouped by M."""
+def print_tables(points: Sequence[Point], console=None) -> None:
+    """One rich table per problem, rows grouped by M, then the n/a reasons and a legend."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
@@ -144,19 +148,22 @@ def print_tables(points: Sequence[Point], title_suffix: str = "", console=None) 
     problems: dict[str, list[Point]] = {}
     for p in points:
         problems.setdefault(p.problem, []).append(p)
+    notes: dict[str, int] = {}
     for name, group in problems.items():
         first = group[0]
         shape = f" (N={first.n}, K={first.k})" if first.n is not None else ""
-        table = Table(title=f"{name}{shape}{title_suffix}", title_justify="left")
+        table = Table(title=f"{name}{shape}", title_justify="left", box=box.SIMPLE_HEAD)
         for i, header in enumerate(HEADERS):
-            table.add_column(header, justify="left" if i == 1 else "right", overflow="fold")
-        rows = table_rows(group)
+            table.add_column(header, justify="left" if i == 1 else "right", no_wrap=True)
+        rows = table_rows(group, notes)
         for i, row in enumerate(rows):
             last_of_m = i + 1 == len(rows) or group[i + 1].m != group[i].m
             table.add_row(*row, end_section=last_of_m)
         console.print(table)
+    for reason, index in notes.items():
+        console.print(f"[{index}] n/a: {reason}", markup=False)
     console.print(
-        "us: GPU time per call (CUDA-graph replays, operands rotated past L2). % roof: roofline time "
-        "(max of bytes / measured HBM bandwidth, 2MNK / measured int8 peak) over measured time. "
+        "us: median GPU time per call (CUDA-graph replays, operands rotated past L2). % roof: roofline time "
+        "(max of bytes moved / measured HBM bandwidth, 2MNK / measured int8 peak) / measured time. "
         "x bf16: cuBLAS bf16 time / this time. liquidgemm x: this time / liquidgemm GEMM time."
     )

@@ -111,11 +111,11 @@ def measure_point(
     roofline: Roofline | None = None, time_fn: TimeFn = time_op,
 ) -> Point:
     point = Point(problem.name, problem.n, problem.k, m, peer.name, flops=problem.flops(m))
-    for g in problem.gemms:
-        ok, reason = peer.available(m, g.n, g.k)
-        if not ok:
-            return dataclasses.replace(point, status=NA, reason=reason)
     try:
+        for g in problem.gemms:
+            ok, reason = peer.available(m, g.n, g.k)
+            if not ok:
+                return dataclasses.replace(point, status=NA, reason=reason)
         base = tuple(peer.prepare(m, g.n, g.k, device) for g in problem.gemms)
 
         def run_all(operands: tuple) -> list:
