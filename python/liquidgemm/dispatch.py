@@ -48,16 +48,21 @@ def _compiled() -> tuple[TileConfig, ...]:
     return tuple(TileConfig.parse(i) for i in ids)
 
 
+@functools.cache
+def _compiled_ids(out: str | None) -> tuple[str, ...]:
+    return tuple(c.id for c in _compiled() if out is None or c.out == out)
+
+
 def list_configs(out_dtype=None) -> list[str]:
     """Config ids compiled into this build (all of `_configs.CONFIGS` when the extension is not available),
     optionally only those writing `out_dtype`."""
-    out = None if out_dtype is None else normalize_out(out_dtype)
-    return [c.id for c in _compiled() if out is None or c.out == out]
+    return list(_compiled_ids(None if out_dtype is None else normalize_out(out_dtype)))
 
 
 def check_config(config_id: str, out_dtype) -> str:
-    """`config_id` if it is a compiled config writing `out_dtype`, else ValueError listing the valid ids."""
-    valid = list_configs(out_dtype)
+    """`config_id` if it is a compiled config writing `out_dtype`, else ValueError listing the valid ids
+    (cheap enough for every call that forces a config)."""
+    valid = _compiled_ids(normalize_out(out_dtype))
     if config_id not in valid:
         raise ValueError(f"config: {config_id!r} is not a compiled config for out_dtype {normalize_out(out_dtype)}; "
                          f"valid ids: {', '.join(valid) or '(none)'}")
@@ -185,5 +190,5 @@ def select_config(m: int, n: int, k: int, group_size: int, out_dtype) -> str:
 
 def clear_caches() -> None:
     """Forget memoised choices, compiled configs, the tuning cache and the heuristic table (tests, re-tuning)."""
-    for cached in (select_config, heuristic_config, heuristic_table, _tuned, _resolve, _compiled):
+    for cached in (select_config, heuristic_config, heuristic_table, _tuned, _resolve, _compiled_ids, _compiled):
         cached.cache_clear()
