@@ -131,10 +131,11 @@ class QuantizedWeight:
             "s1": (self.s1, torch.float32, (n,)),
         }
         for name, (t, dtype, shape) in expected.items():
-            check_tensor(name, t, dtypes=dtype, ndim=len(shape), device=self.packed.device)
+            check_tensor(name, t, dtypes=dtype, ndim=len(shape), device=self.packed.device, contiguous=False)
             if tuple(t.shape) != shape:
                 raise ValueError(f"{name}: expected shape {shape} for N={n}, K={k}, group_size={self.group_size}, "
                                  f"got {tuple(t.shape)}")
+            check_tensor(name, t, dtypes=dtype)  # contiguity: the kernel reads plain row-major buffers
 
     # ---- construction from / to plain codes -------------------------------------------------------------
     @classmethod

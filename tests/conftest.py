@@ -1,0 +1,58 @@
+"""Shared test setup: the `gpu` marker (skipped with a reason unless an sm_90 GPU and the compiled extension are
+present) and a `seed` fixture. Works from a source checkout without installing the package."""
+from __future__ import annotations
+
+import functools
+import importlib.util
+import pathlib
+import random
+import sys
+
+import pytest
+import torch
+
+if importlib.util.find_spec("liquidgemm") is None:  # not installed: test the source tree
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "python"))
+
+SEED = 0
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: needs an sm_90 (Hopper) GPU and the compiled liquidgemm._C extension")
+
+
+@functools.cache
+def gpu_unavailable_reason() -> str | None:
+    """None if GPU tests can run here, else why not."""
+    if not torch.cuda.is_available():
+        return "no CUDA device (torch.cuda.is_available() is False)"
+    major, minor = torch.cuda.get_device_capability()
+    if (major, minor) != (9, 0):
+        return f"needs an sm_90 (Hopper) GPU, found sm_{major}{minor} ({torch.cuda.get_device_name()})"
+    try:
+        from liquidgemm import _native
+    except ImportError as exc:
+        return f"liquidgemm._native cannot be imported: {exc}"
+    if not _native.is_available():
+        reason = getattr(_native, "unavailable_reason", lambda: "")()
+        return f"liquidgemm._C is not available: {reason}".rstrip(": ")
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    gpu_items = [item for item in items if "gpu" in item.keywords]
+    if not gpu_items:
+        return
+    reason = gpu_unavailable_reason()
+    if reason is not None:
+        skip = pytest.mark.skip(reason=reason)
+        for item in gpu_items:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def seed() -> int:
+    """Seed torch and random; returns the seed."""
+    torch.manual_seed(SEED)
+    random.seed(SEED)
+    return SEED
