@@ -252,7 +252,7 @@ def measure_peak_tops(
     a = torch.randn(size, size, device=dev)
     b = torch.randn(size, size, device=dev)
     if dtype == torch.int8:
-        a, b = a.mul(30).to(torch.int8), b.mul(30).to(torch.int8)
+        a, b = (t.mul(30).clamp_(-127, 127).to(torch.int8) for t in (a, b))
 
         def fn(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
             return torch._int_mm(x, w.t())

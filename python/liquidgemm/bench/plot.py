@@ -38,6 +38,17 @@ def _roofline_tops(p: Point) -> float | None:
     return p.flops / max(p.hbm_us, p.compute_us) / 1e6
 
 
+def _m_axis(ax, points: Sequence[Point]) -> None:
+    """Log-2 M axis labelled with the measured Ms themselves (1, 16, 64, ...), not powers of two."""
+    from matplotlib.ticker import NullLocator
+
+    ax.set_xscale("log", base=2)
+    ms = sorted({p.m for p in points})
+    ax.set_xticks(ms, [str(m) for m in ms])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel("M (tokens)")
+
+
 def _grid(count: int):
     from matplotlib.figure import Figure
 
@@ -69,10 +80,9 @@ def _draw(path: Path, points: Sequence[Point], value, ylabel: str, title: str, *
             extra(ax, group)
         first = group[0]
         ax.set_title(f"{name}" + (f"  (N={first.n}, K={first.k})" if first.n is not None else ""), fontsize=10)
-        ax.set_xscale("log", base=2)
+        _m_axis(ax, group)
         if log_y:
             ax.set_yscale("log")
-        ax.set_xlabel("M (tokens)")
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
@@ -123,10 +133,9 @@ def plot_layer(points: Sequence[Point], path: str | Path, title: str = "") -> Pa
     ):
         for peer, (xs, ys) in _series(points, value).items():
             ax.plot(xs, ys, label=peer, **_style(peer))
-        ax.set_xscale("log", base=2)
+        _m_axis(ax, points)
         if log_y:
             ax.set_yscale("log")
-        ax.set_xlabel("M (tokens)")
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
