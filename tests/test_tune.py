@@ -148,6 +148,62 @@ def test_cli_delegates_and_reports(capsys, monkeypatch):
     assert lines[-1].startswith(f"tuning cache: {tune.cache_path()} (absent")
 
 
+def test_tune_flow_on_cpu_with_a_fake_gpu(capsys, monkeypatch, tmp_path):
+    """The whole measuring flow, with CPU stand-ins for the GPU pieces: the CPU op is the reference itself, one
+    config is made wrong (it must be reported and skipped), time_op returns a known time per config."""
+    import liquidgemm
+    from liquidgemm import timing
+    from liquidgemm.quantize import quantize_weight
+    from liquidgemm.tune import __main__ as tune_main
+
+    chosen = [c for c in BF16_IDS if TileConfig.parse(c).tile_n in (8, 16, 64)]
+    broken = chosen[1]
+    cost = {config: 10.0 + i for i, config in enumerate(chosen)}  # the first config is the fastest
+    identity = {"gpu": "Fake GPU", "sm_count": 132, "cc": "9.0", "driver": "12.8"}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(_native, "is_available", lambda: True)
+    monkeypatch.setattr(_native, "configs", lambda: [c.id for c in CONFIGS])
+    monkeypatch.setattr(tune, "gpu_identity", lambda device=None: identity)
+    monkeypatch.setattr(tune_main, "random_quantized_weight",
+                        lambda problem, dtype: quantize_weight(torch.randn(problem.n, problem.k), problem.group))
+    calls = []
+    real_gemm = liquidgemm.w4a8_gemm
+
+    def gemm(x_q, x_scale, qw, out_dtype=None, bias=None, config=None):
+        calls.append(config)
+        y = real_gemm(x_q, x_scale, qw, out_dtype=out_dtype, bias=bias, config=config)
+        return y + 1 if config == broken else y
+
+    def fake_time_op(make_operands, fn, *, bytes_per_call, repeats):
+        assert bytes_per_call == timing.tensor_bytes(make_operands(0)) + make_operands(0)[0].shape[0] * 256 * 2
+        fn(*make_operands(1))  # a rotated copy works too
+        us = cost[calls[-1]]
+        return timing.Timing(us, us, us, us, "fake", 2, 2 * bytes_per_call, repeats)
+
+    monkeypatch.setattr(liquidgemm, "w4a8_gemm", gemm)
+    monkeypatch.setattr(timing, "time_op", fake_time_op)
+    cache, table = tmp_path / "tuned.json", tmp_path / "table.json"
+    code = main(["--shape", "256,384", "--m", "1,40", "--configs", ",".join(chosen), "--repeats", "3",
+                 "--cache", str(cache), "--json-out", str(tmp_path / "all.json"), "--write-heuristic", str(table)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert f"FAILED {broken.removeprefix('w4a8_sm90_')} on 256x384" in err
+    entries = tune.load_cache(cache)["entries"]
+    assert {key: (e["config"], e["us"]) for key, e in entries.items()} == {
+        "1,256,384,128,bf16": (chosen[0], 10.0), "40,256,384,128,bf16": (chosen[0], 10.0)}
+    assert tune.load_cache(cache)["meta"]["gpu"] == "Fake GPU"
+    rows = json.loads((tmp_path / "all.json").read_text())["measurements"]
+    assert [(row["m"], row["config"], row["us"]) for row in rows] == [
+        (m, c, None if c == broken else cost[c]) for m in (1, 40) for c in chosen]
+    outputs = tune_main.VERIFY_M * 256
+    assert all(row["error"].startswith(f"{outputs} of {outputs} outputs differ from the reference")
+               for row in rows if row["config"] == broken)
+    tuned_table = dispatch.heuristic_table(str(table))
+    assert tuned_table.meta["status"] == "tuned"
+    assert tuned_table.lookup(1, 256) == chosen[0] and tuned_table.lookup(40, 256) == chosen[0]
+    assert "winners" in out and "256x384" in out
+
+
 @pytest.mark.gpu
 def test_tune_end_to_end_on_gpu(capsys, tmp_path):
     cache = tmp_path / "cache.json"

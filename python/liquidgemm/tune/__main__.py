@@ -157,8 +157,9 @@ NO_CACHE_PATH = "this GPU's tuning cache (its name needs a GPU)"
 def print_dry_run(plan: Plan, cache: Path | None) -> None:
     for problem in plan.problems:
         for m in plan.ms:
+            heuristic = dispatch.heuristic_config(m, problem.n, problem.k, problem.group, plan.out)
             print(f"{problem.label:32} n={problem.n:<6} k={problem.k:<6} g={problem.group:<6} m={m:<5} "
-                  f"configs={len(plan.configs)}  heuristic={short(dispatch.heuristic_config(m, problem.n, problem.k, problem.group, plan.out))}")
+                  f"configs={len(plan.configs)}  heuristic={short(heuristic)}")
     for layer, reason in plan.skipped:
         print(f"skipped {layer}: {reason}")
     points = len(plan.problems) * len(plan.ms)
@@ -189,10 +190,23 @@ def _check_machine() -> dict:
     return tune.gpu_identity()
 
 
-TORCH_OUT = {"bf16": "bfloat16", "f16": "float16"}  # resolved lazily: --help and --dry-run need no torch import
+def _torch_dtype(out: str):
+    import torch
+
+    return {"bf16": torch.bfloat16, "f16": torch.float16}[out]
 
 
-def _verify(problem: Problem, configs: list[str], out: str, ui) -> dict[str, str]:
+def random_quantized_weight(problem: Problem, dtype):
+    """A random LiquidQuant weight for this problem, quantized on the GPU (seconds, not minutes, for 70B)."""
+    import torch
+
+    from ..bench.peers import random_weight
+    from ..quantize import quantize_weight
+
+    return quantize_weight(random_weight(problem.n, problem.k, torch.device("cuda")).to(dtype), problem.group)
+
+
+def _verify(problem: Problem, qw, configs: list[str], torch_out, ui) -> dict[str, str]:
     """Run each config once on VERIFY_M tokens and compare with the CPU reference, bit for bit (the contract:
     identical outputs without bias). Returns {config: why it failed}."""
     import torch
@@ -200,14 +214,12 @@ def _verify(problem: Problem, configs: list[str], out: str, ui) -> dict[str, str
     import liquidgemm
     from ..bench.peers import random_act
 
-    torch_out = getattr(torch, TORCH_OUT[out])
-    qw = problem_weight(problem, torch_out)
     x_q, x_scale = liquidgemm.quantize_act(random_act(VERIFY_M, problem.k, qw.packed.device, torch_out))
-    want = liquidgemm.w4a8_gemm_reference(x_q.cpu(), x_scale.cpu(), qw.cpu(), out_dtype=torch_out)
+    want = liquidgemm.w4a8_gemm_reference(x_q, x_scale, qw, out_dtype=torch_out)
     failed = {}
     for config in configs:
         try:
-            got = liquidgemm.w4a8_gemm(x_q, x_scale, qw, out_dtype=torch_out, config=config).cpu()
+            got = liquidgemm.w4a8_gemm(x_q, x_scale, qw, out_dtype=torch_out, config=config)
         except Exception as e:  # noqa: BLE001 - a config that cannot run is reported and skipped, not fatal
             failed[config] = f"{type(e).__name__}: {e}".splitlines()[0]
             continue
@@ -221,38 +233,18 @@ def _verify(problem: Problem, configs: list[str], out: str, ui) -> dict[str, str
     return failed
 
 
-_weights: dict = {}
-
-
-def problem_weight(problem: Problem, dtype):
-    """A random LiquidQuant weight for this problem, quantized on the GPU once and reused for every M."""
-    import torch
-
-    from ..bench.peers import random_weight
-    from ..quantize import quantize_weight
-
-    key = (problem.n, problem.k, problem.group, dtype)
-    if key not in _weights:
-        _weights.clear()  # one weight at a time: the 70B gate_up alone is 235 MB packed
-        w = random_weight(problem.n, problem.k, torch.device("cuda")).to(dtype)
-        _weights[key] = quantize_weight(w, problem.group)
-    return _weights[key]
-
-
 def measure(plan: Plan, repeats: int, ui, progress, on_problem_done) -> list[Result]:
-    import torch
-
     import liquidgemm
     from ..bench.peers import random_act
     from ..timing import clone_tensors, tensor_bytes, time_op
 
-    torch_out = getattr(torch, TORCH_OUT[plan.out])
+    torch_out = _torch_dtype(plan.out)
     results: list[Result] = []
     task = progress.add_task("tuning", total=len(plan.problems) * len(plan.ms) * len(plan.configs))
     for problem in plan.problems:
         progress.update(task, description=f"{problem.label}: checking against the reference")
-        failed = _verify(problem, plan.configs, plan.out, ui)
-        qw = problem_weight(problem, torch_out)
+        qw = random_quantized_weight(problem, torch_out)  # one weight for every M of this shape
+        failed = _verify(problem, qw, plan.configs, torch_out, ui)
         for m in plan.ms:
             operands = (*liquidgemm.quantize_act(random_act(m, problem.k, qw.packed.device, torch_out)), qw)
             copies = {0: operands}  # rotated operand sets, shared by every config at this M
@@ -281,7 +273,6 @@ def measure(plan: Plan, repeats: int, ui, progress, on_problem_done) -> list[Res
                     best = result
                 best_text = f"best {short(best.config)} {best.us:.1f} us" if best else "no result yet"
                 progress.update(task, advance=1, description=f"{problem.label} m={m}: {best_text}")
-            del copies
         on_problem_done(results)
     return results
 
