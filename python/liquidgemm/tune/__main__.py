@@ -317,7 +317,8 @@ def print_winners(results: list[Result], out: str, ui) -> None:
             by_point.setdefault((r.problem, r.m), {})[r.config] = r.us
     table = Table(title="winners", title_justify="left")
     for column in ("shape", "N", "K", "M", "best config", "us", "heuristic", "heuristic us", "speedup"):
-        table.add_column(column, justify="left" if column in ("shape", "best config", "heuristic") else "right")
+        text = column in ("shape", "best config", "heuristic")
+        table.add_column(column, justify="left" if text else "right", overflow="fold")  # ids stay whole
     for (p, m), r in winners(results).items():
         heuristic = dispatch.heuristic_config(m, p.n, p.k, p.group, out)
         h_us = by_point[(p, m)].get(heuristic)
