@@ -1,0 +1,317 @@
+// SPDX-License-Identifier: Apache-2.0
+// ImFP mainloop: TMA/bulk loads of packed LiquidQuant weights, group params and INT8 activations into a
+// shared-memory ring (producer warp), in-register dequantization and register-A WGMMA s8 x s8 -> s32
+// (consumer warp groups). A CUTLASS 3.x CollectiveMma: it plugs into GemmUniversal's warp-specialized
+// cooperative / ping-pong kernels, their tile schedulers (persistent, stream-K) and the Sm90 epilogue.
+//
+// Roles of the GEMM operands (the kernel computes Y^T = W X^T):
+//   A = packed weights [N_out, K]   (M mode, from registers: dequantized in place, never written back to smem)
+//   B = INT8 activations [M_tok, K] (N mode, from shared memory through TMA with the 128B swizzle)
+#pragma once
+
+#include "cute/arch/copy_sm90_tma.hpp"
+#include "cute/atom/copy_traits_sm90_tma.hpp"
+#include "cute/atom/mma_atom.hpp"
+#include "cute/algorithm/gemm.hpp"
+#include "cutlass/cutlass.h"
+#include "cutlass/gemm/dispatch_policy.hpp"
+#include "cutlass/gemm/gemm.h"
+#include "cutlass/pipeline/pipeline.hpp"
+
+#include "liquidgemm/collective/dispatch_policy.hpp"
+#include "liquidgemm/dequant/liquidquant.hpp"
+#include "liquidgemm/format.hpp"
+
+namespace liquidgemm::collective {
+
+using namespace cute;
+
+template <int Stages, class ClusterShape_, class KernelSchedule, class TileShape_>
+struct MainloopLiquidW4A8 {
+  using DispatchPolicy = MainloopSm90LiquidW4A8<Stages, ClusterShape_, KernelSchedule>;
+  using TileShape = TileShape_;
+  using ClusterShape = ClusterShape_;
+  using ArchTag = typename DispatchPolicy::ArchTag;
+
+  static constexpr int kTileM = size<0>(TileShape{});
+  static constexpr int kTileN = size<1>(TileShape{});
+  static constexpr int kTileK = size<2>(TileShape{});
+  static constexpr int kSlices = kTileM / format::kSliceRows;      // consumer warp groups along M
+  static constexpr int kKSteps = kTileK / 32;                      // RS-WGMMA k-steps per stage
+
+  static_assert(kTileK == format::kBlockK, "one pipeline stage holds exactly one packed k-block");
+  static_assert(kTileM % format::kSliceRows == 0, "the weight tile is made of whole 64-row slices");
+  static_assert(kTileN % 8 == 0 && kTileN <= 256, "WGMMA N (tokens) must be a multiple of 8, at most 256");
+  static_assert(size(ClusterShape{}) == 1, "clusters are not supported yet");
+  static_assert(Stages >= 2, "the ring needs at least two stages");
+
+  // The operand types as CUTLASS's kernel layer sees them. A is never read through StrideA: the packed chunks
+  // have their own layout (format.hpp); the type only tells the kernel the element is a signed byte.
+  using ElementA = int8_t;
+  using StrideA = cute::Stride<int64_t, cute::Int<1>, int64_t>;
+  using ElementB = int8_t;
+  using StrideB = cute::Stride<int64_t, cute::Int<1>, int64_t>;
+  using ElementAccumulator = int32_t;
+
+  using AtomLayoutMNK = Layout<Shape<Int<kSlices>, _1, _1>>;
+  using TiledMma = decltype(make_tiled_mma(
+      GMMA::rs_op_selector<int8_t, int8_t, int32_t, Shape<_64, Int<kTileN>, _32>>(), AtomLayoutMNK{}));
+
+  // Activations: K-major int8, 128-byte rows of k swizzled for conflict-free WGMMA descriptors.
+  using SmemLayoutAtomB = GMMA::Layout_K_SW128_Atom<int8_t>;
+  using SmemLayoutB = decltype(tile_to_shape(SmemLayoutAtomB{},
+                                             make_shape(Int<kTileN>{}, Int<kTileK>{}, Int<Stages>{})));
+
+  using MainloopPipeline = cutlass::PipelineTmaAsync<Stages>;
+  using PipelineState = cutlass::PipelineState<Stages>;
+  static constexpr int NumProducerThreadEvents = 1;
+
+  static constexpr int kWeightStageBytes = kSlices * format::kChunkBytes;
+  static constexpr int kParamStageBytes = kSlices * format::kMaxGroupsPerBlock * format::kParamBytesPerGroup;
+  static constexpr int kActStageBytes = kTileN * kTileK;
+
+  struct SharedStorage {
+    struct TensorStorage : cute::aligned_struct<128, _0> {
+      cute::array_aligned<int8_t, cosize_v<SmemLayoutB>, 128> smem_B;
+      cute::array_aligned<uint8_t, kWeightStageBytes * Stages, 128> smem_weight;
+      cute::array_aligned<uint8_t, kParamStageBytes * Stages, 128> smem_params;
+    } tensors;
+    using PipelineStorage = typename MainloopPipeline::SharedStorage;
+    PipelineStorage pipeline;
+  };
+  using TensorStorage = typename SharedStorage::TensorStorage;
+  using PipelineStorage = typename SharedStorage::PipelineStorage;
+
+  struct Arguments {
+    uint8_t const* ptr_weight = nullptr;   // packed chunks [N/64, K/128, 4096]
+    uint8_t const* ptr_params = nullptr;   // (s2, z) pairs [N/64, K/group_size, 64, 2]
+    int8_t const* ptr_act = nullptr;       // [M_tok, K] row-major
+    StrideB dB{};
+    int group_size = 128;
+  };
+
+  using TmaB = decltype(make_tma_copy_B_sm90(
+      SM90_TMA_LOAD{}, make_tensor(static_cast<int8_t const*>(nullptr), repeat_like(StrideB{}, int32_t(0)), StrideB{}),
+      SmemLayoutB{}(_, _, Int<0>{}), TileShape{}, ClusterShape{}));
+
+  struct Params {
+    TmaB tma_load_b;
+    uint8_t const* weight;
+    uint8_t const* params;
+    int k_blocks;           // K / 128
+    int groups;             // K / group_size
+    int group_size;
+    int param_bytes;        // bytes of group params per slice per stage: 128 or 256 (group size 64)
+    uint32_t tma_transaction_bytes;
+  };
+
+  static int groups_per_block(int group_size) { return group_size == 64 ? 2 : 1; }
+
+  template <class ProblemShape>
+  static Params to_underlying_arguments(ProblemShape const& problem_shape, Arguments const& args, void*) {
+    auto [M, N, K, L] = append<4>(problem_shape, 1);
+    Tensor tensor_b = make_tensor(args.ptr_act, make_layout(make_shape(N, K, L), args.dB));
+    TmaB tma_b = make_tma_copy_B_sm90(SM90_TMA_LOAD{}, tensor_b, SmemLayoutB{}(_, _, Int<0>{}), TileShape{},
+                                      ClusterShape{});
+    int param_bytes = groups_per_block(args.group_size) * format::kParamBytesPerGroup;
+    uint32_t tx = uint32_t(kSlices * (format::kChunkBytes + param_bytes) + kActStageBytes);
+    return {tma_b, args.ptr_weight, args.ptr_params, int(K) / kTileK, int(K) / args.group_size,
+            args.group_size, param_bytes, tx};
+  }
+
+  template <class ProblemShape>
+  static bool can_implement(ProblemShape const& problem_shape, Arguments const& args) {
+    auto [M, N, K, L] = append<4>(problem_shape, 1);
+    bool group_ok = args.group_size == 64 || (args.group_size % kTileK == 0 && K % args.group_size == 0);
+    return M % kTileM == 0 && K % kTileK == 0 && group_ok && N >= 1 && L == 1 &&
+           reinterpret_cast<uintptr_t>(args.ptr_weight) % 16 == 0 &&
+           reinterpret_cast<uintptr_t>(args.ptr_params) % 16 == 0 &&
+           reinterpret_cast<uintptr_t>(args.ptr_act) % 16 == 0;
+  }
+
+  CUTLASS_DEVICE static void prefetch_tma_descriptors(Params const& params) {
+    cute::prefetch_tma_descriptor(params.tma_load_b.get_tma_descriptor());
+  }
+
+  // (BLK_M, BLK_K, m, k, l) coordinates for A (the kernel only reads its tile counts) and the TMA view of B.
+  template <class ProblemShapeMNKL>
+  CUTLASS_DEVICE auto load_init(ProblemShapeMNKL const& problem_shape_mnkl, Params const& params) const {
+    auto [M, N, K, L] = problem_shape_mnkl;
+    Tensor gA_mkl = local_tile(make_identity_tensor(make_shape(M, K, L)), TileShape{}, make_coord(_, _, _),
+                               Step<_1, Underscore, _1>{});
+    Tensor mB_nkl = params.tma_load_b.get_tma_tensor(make_shape(N, K, L));
+    Tensor gB_nkl = local_tile(mB_nkl, TileShape{}, make_coord(_, _, _), Step<Underscore, _1, _1>{});
+    return cute::make_tuple(gA_mkl, gB_nkl);
+  }
+
+  // Producer: one elected thread streams (weights, params, activations) of k-block after k-block.
+  template <class TensorA, class TensorB, class KTileIterator, class BlockCoord>
+  CUTLASS_DEVICE void load(Params const& params, MainloopPipeline pipeline, PipelineState smem_pipe_write,
+                           cute::tuple<TensorA, TensorB> const& load_inputs, BlockCoord const& blk_coord,
+                           KTileIterator k_tile_iter, int k_tile_count, int /*thread_idx*/,
+                           uint32_t /*block_rank_in_cluster*/, TensorStorage& shared_tensors) {
+    if (!cute::elect_one_sync()) {
+      return;
+    }
+    Tensor sB = make_tensor(make_smem_ptr(shared_tensors.smem_B.data()), SmemLayoutB{});
+    auto [m_coord, n_coord, k_coord, l_coord] = blk_coord;
+    Tensor gB = get<1>(load_inputs)(_, _, n_coord, _, l_coord);                     // (BLK_N, BLK_K, k)
+    auto block_tma_b = params.tma_load_b.get_slice(0);
+    Tensor tBgB = block_tma_b.partition_S(gB);
+    Tensor tBsB = block_tma_b.partition_D(sB);
+
+    int const first_slice = int(m_coord) * kSlices;
+    CUTLASS_PRAGMA_NO_UNROLL
+    for (; k_tile_count > 0; --k_tile_count, ++k_tile_iter, ++smem_pipe_write) {
+      pipeline.producer_acquire(smem_pipe_write);
+      uint64_t* barrier = pipeline.producer_get_barrier(smem_pipe_write);
+      int const stage = smem_pipe_write.index();
+      int const k_block = int(*k_tile_iter);
+      // Group 64: groups 2k, 2k+1 of this block; else the one group containing this block.
+      int const first_group = params.group_size == 64 ? 2 * k_block : k_block * kTileK / params.group_size;
+      CUTLASS_PRAGMA_UNROLL
+      for (int s = 0; s < kSlices; ++s) {
+        int64_t const slice = first_slice + s;
+        SM90_BULK_COPY_G2S::copy(params.weight + (slice * params.k_blocks + k_block) * format::kChunkBytes,
+                                 barrier, weight_stage(shared_tensors, stage) + s * format::kChunkBytes,
+                                 format::kChunkBytes);
+        SM90_BULK_COPY_G2S::copy(
+            params.params + (slice * params.groups + first_group) * format::kParamBytesPerGroup, barrier,
+            param_stage(shared_tensors, stage) + s * format::kMaxGroupsPerBlock * format::kParamBytesPerGroup,
+            params.param_bytes);
+      }
+      copy(params.tma_load_b.with(*barrier), tBgB(_, _, _, k_block), tBsB(_, _, _, stage));
+    }
+  }
+
+  CUTLASS_DEVICE void load_tail(MainloopPipeline pipeline, PipelineState smem_pipe_write) {
+    if (cute::elect_one_sync()) {
+      pipeline.producer_tail(smem_pipe_write);
+    }
+  }
+
+  // Consumer: per k-step, issue the async WGMMA, then dequantize the next k-step's A registers while it runs.
+  template <class FrgTensorC>
+  CUTLASS_DEVICE void mma(MainloopPipeline pipeline, PipelineState smem_pipe_read, FrgTensorC& accum,
+                          int k_tile_count, int thread_idx, TensorStorage& shared_tensors, Params const& params) {
+    static_assert(is_rmem<FrgTensorC>::value, "accumulators must be in registers");
+    int const warp_group = __shfl_sync(0xFFFFFFFF, thread_idx / cutlass::NumThreadsPerWarpGroup, 0);
+    int const t = thread_idx % cutlass::NumThreadsPerWarpGroup;
+
+    TiledMma tiled_mma;
+    auto thread_mma = tiled_mma.get_slice(warp_group * cutlass::NumThreadsPerWarpGroup);
+    Tensor sB = make_tensor(make_smem_ptr(shared_tensors.smem_B.data()), SmemLayoutB{});
+    Tensor tCrB = thread_mma.make_fragment_B(thread_mma.partition_B(sB));          // (MMA, MMA_N, MMA_K, PIPE)
+
+    // A registers for the k-steps of one stage, compact so that register 4*ks + i is the i-th 32-bit A
+    // register of k-step ks (GMMA::ALayout_64x32 order: (r0,k0-3), (r0+8,k0-3), (r0,k16-19), (r0+8,k16-19)).
+    auto a_shape = shape(thread_mma.partition_A(make_identity_tensor(make_shape(Int<kTileM>{}, Int<kTileK>{}))));
+    Tensor tCrA = make_tensor<int8_t>(make_layout(a_shape));                       // (MMA, MMA_M, MMA_K)
+    Tensor tCrA_regs = recast<uint32_t>(tCrA);
+    static_assert(size<1>(decltype(a_shape){}) == 1, "one 64-row slice per consumer warp group");
+    static_assert(size<2>(decltype(a_shape){}) == kKSteps, "one A fragment per k-step");
+    static_assert(cosize_v<decltype(make_layout(a_shape))> == 16 * kKSteps, "16 int8 per thread per k-step");
+
+    // This thread's rows inside the slice (see format.hpp / ALayout_64x32).
+    int const row_lo = 16 * (t / 32) + (t / 4) % 8;
+    int const row_hi = row_lo + 8;
+    int const group_hi_offset =
+        (params.group_size == 64 ? 1 : 0) * format::kParamBytesPerGroup / 2;       // in uint16 units
+
+    auto chunk_of = [&](int stage) {
+      return weight_stage(shared_tensors, stage) + warp_group * format::kChunkBytes;
+    };
+    auto params_of = [&](int stage) {
+      return reinterpret_cast<uint16_t const*>(param_stage(shared_tensors, stage) +
+                                               warp_group * format::kMaxGroupsPerBlock * format::kParamBytesPerGroup);
+    };
+
+    // Raw packed data of one k-step pair and the group params in effect.
+    uint4 words;
+    GroupParams p_lo, p_hi;
+    auto load_half = [&](int stage, int half) {
+      words = *reinterpret_cast<uint4 const*>(chunk_of(stage) + half * format::kHalfChunkBytes +
+                                              t * format::kThreadBytesPerHalf);
+      uint16_t const* prm = params_of(stage) + half * group_hi_offset;
+      p_lo = expand_group_params(prm[row_lo]);
+      p_hi = expand_group_params(prm[row_hi]);
+    };
+    auto dequant_kstep = [&](int ks) {
+      uint32_t const w0 = (ks % 2 == 0) ? words.x : words.z;
+      uint32_t const w1 = (ks % 2 == 0) ? words.y : words.w;
+      uint32_t a0, a1, a2, a3;
+      dequant_word(w0, p_lo, p_hi, a0, a1);
+      dequant_word(w1, p_lo, p_hi, a2, a3);
+      tCrA_regs(4 * ks + 0) = a0;
+      tCrA_regs(4 * ks + 1) = a1;
+      tCrA_regs(4 * ks + 2) = a2;
+      tCrA_regs(4 * ks + 3) = a3;
+      // Pin the writes before the next wgmma.fence: ptxas serializes every WGMMA if a non-WGMMA instruction
+      // defines an A register between the fence and the WGMMA. Only this k-step's registers are touched.
+      CUTLASS_PRAGMA_UNROLL
+      for (int i = 0; i < 4; ++i) {
+        warpgroup_fence_operand(tCrA_regs(4 * ks + i));
+      }
+    };
+
+    PipelineState smem_pipe_release = smem_pipe_read;
+    tiled_mma.accumulate_ = GMMA::ScaleOut::Zero;
+    warpgroup_fence_operand(accum);
+
+    pipeline.consumer_wait(smem_pipe_read);
+    load_half(smem_pipe_read.index(), 0);
+    dequant_kstep(0);
+
+    CUTLASS_PRAGMA_NO_UNROLL
+    for (int k_tile = 0; k_tile < k_tile_count; ++k_tile) {
+      int const stage = smem_pipe_read.index();
+      CUTLASS_PRAGMA_UNROLL
+      for (int ks = 0; ks < kKSteps; ++ks) {
+        warpgroup_arrive();
+        cute::gemm(tiled_mma, tCrA(_, _, ks), tCrB(_, _, ks, stage), accum);
+        tiled_mma.accumulate_ = GMMA::ScaleOut::One;
+        warpgroup_commit_batch();
+
+        // Fetch the next k-step's packed words while the WGMMA runs (shared loads before the wait).
+        bool const last_step = ks == kKSteps - 1;
+        bool const has_next = !last_step || k_tile + 1 < k_tile_count;
+        if (last_step && has_next) {
+          ++smem_pipe_read;
+          pipeline.consumer_wait(smem_pipe_read);
+          load_half(smem_pipe_read.index(), 0);
+        } else if (!last_step && (ks + 1) % 2 == 0) {
+          load_half(stage, (ks + 1) / 2);
+        }
+
+        // The WGMMA issued kKSteps ago read the A registers we are about to overwrite: let it finish.
+        warpgroup_wait<kKSteps - 1>();
+        if (ks == kKSteps - 2 && k_tile > 0) {
+          // Every WGMMA of the previous stage has completed: hand its buffers back to the producer.
+          pipeline.consumer_release(smem_pipe_release);
+          ++smem_pipe_release;
+        }
+        if (has_next) {
+          dequant_kstep((ks + 1) % kKSteps);
+        }
+      }
+    }
+    warpgroup_fence_operand(accum);
+  }
+
+  // Waits for the last WGMMAs and releases the stage(s) that mma() has not released.
+  CUTLASS_DEVICE void mma_tail(MainloopPipeline pipeline, PipelineState smem_pipe_release, int k_tile_count) {
+    warpgroup_wait<0>();
+    smem_pipe_release.advance(k_tile_count - 1);
+    pipeline.consumer_release(smem_pipe_release);
+  }
+
+ private:
+  CUTLASS_DEVICE static uint8_t* weight_stage(TensorStorage& s, int stage) {
+    return s.smem_weight.data() + stage * kWeightStageBytes;
+  }
+  CUTLASS_DEVICE static uint8_t* param_stage(TensorStorage& s, int stage) {
+    return s.smem_params.data() + stage * kParamStageBytes;
+  }
+};
+
+}  // namespace liquidgemm::collective
