@@ -12,8 +12,9 @@ GROUPS = (64, 128, 256, "channel")
 
 
 def _all_level1_ranges():
-    """Every (min, max) of level-1 weights in a group, -119 <= min <= max <= 119."""
-    lo, hi = torch.meshgrid(torch.arange(-119, 120), torch.arange(-119, 120), indexing="ij")
+    """Every (min, max) of level-1 weights in a group, -119 <= min <= max <= 119 (int32)."""
+    lo, hi = torch.meshgrid(torch.arange(-119, 120, dtype=torch.int32), torch.arange(-119, 120, dtype=torch.int32),
+                            indexing="ij")
     keep = lo <= hi
     return lo[keep], hi[keep]
 
@@ -22,20 +23,18 @@ def test_overflow_proof_exhaustive():
     """For every group range and every value in it, the contract's integer formulas give q <= 15, u <= 255,
     and |u - v| <= s2 / 2."""
     lo, hi = _all_level1_ranges()
-    z, v_max = lo + 128, hi + 128
+    z, v_max = (lo + 128)[:, None], (hi + 128)[:, None]
     s2 = torch.clamp((v_max - z + 14) // 15, min=1)  # ceil((max - z) / 15) in integers
-    d = torch.arange(0, 239)[None, :]
-    inside = d <= (v_max - z)[:, None]
-    q = torch.minimum((2 * d + s2[:, None]) // (2 * s2[:, None]), torch.tensor(15))
-    unclamped = (2 * d + s2[:, None]) // (2 * s2[:, None])
-    u = q * s2[:, None] + z[:, None]
-    v = d + z[:, None]
+    d = torch.arange(0, 239, dtype=torch.int32)[None, :]
+    inside = d <= v_max - z  # d = v - z for every v of the group's range
+    q = (2 * d + s2) // (2 * s2)  # before the contract's min(15, .)
+    u = q * s2 + z
     assert len(lo) == 239 * 240 // 2
     assert int(s2.max()) == 16 and int(s2.min()) == 1
-    assert bool((unclamped[inside] <= 15).all()), "the min(15, .) clamp is never needed"
+    assert bool((q <= 15)[inside].all()), "the min(15, .) clamp is never needed"
     assert int(u[inside].max()) == 255, "the bound u <= 255 is tight"
-    assert bool((u[inside] <= 255).all())
-    assert bool((2 * (u - v).abs() <= s2[:, None])[inside].all())
+    assert bool((u <= 255)[inside].all())
+    assert bool((2 * (u - z - d).abs() <= s2)[inside].all())
 
 
 def test_quantizer_level2_matches_formula_for_every_range():
@@ -50,10 +49,10 @@ def test_quantizer_level2_matches_formula_for_every_range():
     z_ref = lo + 128
     s2_ref = torch.clamp((hi - lo + 14) // 15, min=1)
     q_ref = (2 * (v - z_ref[:, None]) + s2_ref[:, None]) // (2 * s2_ref[:, None])
-    assert torch.equal(z.view(-1).long(), z_ref)
-    assert torch.equal(s2.view(-1).long(), s2_ref)
-    assert torch.equal(q.long(), q_ref)
-    assert int((q.long() * s2.long() + z.long()).max()) <= 255
+    assert torch.equal(z.view(-1).int(), z_ref)
+    assert torch.equal(s2.view(-1).int(), s2_ref)
+    assert torch.equal(q.int(), q_ref)
+    assert int((q.int() * s2.int() + z.int()).max()) <= 255
 
 
 def _chunk_reference(q: torch.Tensor) -> torch.Tensor:
