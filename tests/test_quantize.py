@@ -132,3 +132,19 @@ def test_act_quant_matches_true_division(seed, dtype):
     # Round-trip error <= scale / 2, plus the fp32 rounding of the quotient (|x / scale| <= 127 + tiny).
     err = (x.double() - x_q.double() * scale.double()[:, None]).abs()
     assert bool((err <= scale.double()[:, None] * (0.5 + 2**-16)).all())
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("group_size", [64, 128, None])
+def test_quantizers_on_cuda_match_cpu(seed, group_size):
+    """The same torch code on the GPU gives the same bits (IEEE division and rounding on both devices)."""
+    w = torch.randn(384, 1024, dtype=torch.bfloat16) * 3
+    cpu, gpu = quantize_weight(w, group_size), quantize_weight(w.cuda(), group_size)
+    assert gpu.device.type == "cuda"
+    for name in ("packed", "params", "s1"):
+        assert torch.equal(getattr(gpu, name).cpu(), getattr(cpu, name)), name
+    assert torch.equal(dequantize_int8(gpu).cpu(), dequantize_int8(cpu))
+    x = torch.randn(33, 1024, dtype=torch.float16) * 5
+    x_q, scale = quantize_act_reference(x.cuda())
+    x_q_ref, scale_ref = quantize_act_reference(x)
+    assert torch.equal(x_q.cpu(), x_q_ref) and torch.equal(scale.cpu(), scale_ref)
