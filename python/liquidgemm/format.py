@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._validation import check_tensor, same_device
+from ._validation import check_tensor
 
 CHUNK_ROWS = 64  # output channels per chunk (the WGMMA M of one warp group)
 CHUNK_COLS = 128  # k per chunk (four k-steps of 32)
