@@ -68,6 +68,8 @@ def _linear_cpu(x, packed, params, s1, bias, group_size, config=""):
 def _quantize_act_cuda(x):
     from . import _native
 
+    if not x.is_contiguous():  # compiled graphs may hand over other strides; the kernel reads dense rows
+        x = x.contiguous()
     x_q = torch.empty(x.shape, dtype=torch.int8, device=x.device)
     x_scale = torch.empty(x.shape[:-1], dtype=torch.float32, device=x.device)
     k = x.shape[-1]
@@ -80,13 +82,15 @@ def _gemm_cuda(x_q, x_scale, packed, params, s1, bias, group_size, out_dtype, co
 
     m, k = x_q.shape
     n = _out_features(packed)
+    if not x_q.is_contiguous():
+        x_q = x_q.contiguous()
     if not config:
         config = dispatch.select_config(m, n, k, group_size, out_dtype)  # memoised: safe under graph capture
     if bias is not None and bias.dtype != torch.float32:
         bias = bias.float()  # the epilogue reads fp32 bias
     out = torch.empty((m, n), dtype=out_dtype, device=x_q.device)
-    workspace = torch.empty(_native.gemm_workspace_size(config, m, n, k, group_size), dtype=torch.uint8,
-                            device=x_q.device)
+    workspace_bytes = _native.gemm_workspace_size(config, m, n, k, group_size)  # 0 for most configs
+    workspace = torch.empty(workspace_bytes, dtype=torch.uint8, device=x_q.device) if workspace_bytes else None
     _native.gemm(config, x_q, x_scale, packed, params, s1, bias, out, workspace, group_size)
     return out
 
