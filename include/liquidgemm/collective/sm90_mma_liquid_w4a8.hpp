@@ -203,96 +203,86 @@ struct MainloopLiquidW4A8 {
     Tensor sB = make_tensor(make_smem_ptr(shared_tensors.smem_B.data()), SmemLayoutB{});
     Tensor tCrB = thread_mma.make_fragment_B(thread_mma.partition_B(sB));          // (MMA, MMA_N, MMA_K, PIPE)
 
-    // A registers for the k-steps of one stage, compact so that register 4*ks + i is the i-th 32-bit A
-    // register of k-step ks (GMMA::ALayout_64x32 order: (r0,k0-3), (r0+8,k0-3), (r0,k16-19), (r0+8,k16-19)).
+    // A registers of one stage (all k-steps), twice: the WGMMAs of stage i read one set while the other is
+    // filled with stage i+1. Compact, so that register 4*ks + i of a set is the i-th 32-bit A register of
+    // k-step ks (GMMA::ALayout_64x32 order: (r0,k0-3), (r0+8,k0-3), (r0,k16-19), (r0+8,k16-19)).
     auto a_shape = shape(thread_mma.partition_A(make_identity_tensor(make_shape(Int<kTileM>{}, Int<kTileK>{}))));
-    Tensor tCrA = make_tensor<int8_t>(make_layout(a_shape));                       // (MMA, MMA_M, MMA_K)
-    Tensor tCrA_regs = recast<uint32_t>(tCrA);
     static_assert(size<1>(decltype(a_shape){}) == 1, "one 64-row slice per consumer warp group");
     static_assert(size<2>(decltype(a_shape){}) == kKSteps, "one A fragment per k-step");
-    static_assert(cosize_v<decltype(make_layout(a_shape))> == 16 * kKSteps, "16 int8 per thread per k-step");
+    static_assert(size(decltype(a_shape){}) == 16 * kKSteps, "16 int8 per thread per k-step");
+    Tensor tCrA0 = make_tensor<int8_t>(make_layout(a_shape));                      // (MMA, MMA_M, MMA_K)
+    Tensor tCrA1 = make_tensor<int8_t>(make_layout(a_shape));
 
     // This thread's rows inside the slice (see format.hpp / ALayout_64x32).
     int const row_lo = 16 * (t / 32) + (t / 4) % 8;
     int const row_hi = row_lo + 8;
     int const group_hi_offset =
         (params.group_size == 64 ? 1 : 0) * format::kParamBytesPerGroup / 2;       // in uint16 units
+    uint8_t const* const chunk_base = shared_tensors.smem_weight.data() + warp_group * format::kChunkBytes +
+                                      t * format::kThreadBytesPerHalf;
+    uint16_t const* const params_base = reinterpret_cast<uint16_t const*>(
+        shared_tensors.smem_params.data() + warp_group * format::kMaxGroupsPerBlock * format::kParamBytesPerGroup);
 
-    auto chunk_of = [&](int stage) {
-      return weight_stage(shared_tensors, stage) + warp_group * format::kChunkBytes;
-    };
-    auto params_of = [&](int stage) {
-      return reinterpret_cast<uint16_t const*>(param_stage(shared_tensors, stage) +
-                                               warp_group * format::kMaxGroupsPerBlock * format::kParamBytesPerGroup);
-    };
-
-    // Raw packed data of one k-step pair and the group params in effect.
-    uint4 words;
-    GroupParams p_lo, p_hi;
-    auto load_half = [&](int stage, int half) {
-      words = *reinterpret_cast<uint4 const*>(chunk_of(stage) + half * format::kHalfChunkBytes +
-                                              t * format::kThreadBytesPerHalf);
-      uint16_t const* prm = params_of(stage) + half * group_hi_offset;
-      p_lo = expand_group_params(prm[row_lo]);
-      p_hi = expand_group_params(prm[row_hi]);
-    };
-    auto dequant_kstep = [&](int ks) {
-      uint32_t const w0 = (ks % 2 == 0) ? words.x : words.z;
-      uint32_t const w1 = (ks % 2 == 0) ? words.y : words.w;
-      uint32_t a0, a1, a2, a3;
-      dequant_word(w0, p_lo, p_hi, a0, a1);
-      dequant_word(w1, p_lo, p_hi, a2, a3);
-      tCrA_regs(4 * ks + 0) = a0;
-      tCrA_regs(4 * ks + 1) = a1;
-      tCrA_regs(4 * ks + 2) = a2;
-      tCrA_regs(4 * ks + 3) = a3;
-      // Pin the writes before the next wgmma.fence: ptxas serializes every WGMMA if a non-WGMMA instruction
-      // defines an A register between the fence and the WGMMA. Only this k-step's registers are touched.
+    // Shared -> registers -> LiquidQuant dequant of one whole stage into one A register set.
+    auto dequant_stage = [&](int stage, auto& frag) {
+      Tensor regs = recast<uint32_t>(frag);
       CUTLASS_PRAGMA_UNROLL
-      for (int i = 0; i < 4; ++i) {
-        warpgroup_fence_operand(tCrA_regs(4 * ks + i));
+      for (int half = 0; half < 2; ++half) {
+        uint4 const words = *reinterpret_cast<uint4 const*>(chunk_base + stage * kWeightStageBytes +
+                                                            half * format::kHalfChunkBytes);
+        uint16_t const* prm = params_base + stage * (kParamStageBytes / 2) + half * group_hi_offset;
+        GroupParams const p_lo = expand_group_params(prm[row_lo]);
+        GroupParams const p_hi = expand_group_params(prm[row_hi]);
+        uint32_t const w[4] = {words.x, words.y, words.z, words.w};
+        CUTLASS_PRAGMA_UNROLL
+        for (int j = 0; j < 4; ++j) {  // word j = k-step 2*half + j/2, columns 16*(j%2) + [0, 4)
+          uint32_t a_lo, a_hi;
+          dequant_word(w[j], p_lo, p_hi, a_lo, a_hi);
+          int const ks = 2 * half + j / 2;
+          regs(4 * ks + 2 * (j % 2) + 0) = a_lo;
+          regs(4 * ks + 2 * (j % 2) + 1) = a_hi;
+        }
       }
     };
+    // All k-steps of one stage as one WGMMA batch.
+    auto issue_stage = [&](int stage, auto& frag) {
+      warpgroup_arrive();
+      CUTLASS_PRAGMA_UNROLL
+      for (int ks = 0; ks < kKSteps; ++ks) {
+        cute::gemm(tiled_mma, frag(_, _, ks), tCrB(_, _, ks, stage), accum);
+        tiled_mma.accumulate_ = GMMA::ScaleOut::One;
+      }
+      warpgroup_commit_batch();
+    };
 
+    // ImFP: the batch of stage i runs on the tensor cores while stage i+1 is dequantized. The loop is unrolled
+    // by two so that each register set is named statically and, whenever A registers are written, the only
+    // WGMMA batch in flight was issued in the same iteration: ptxas can then prove the writes safe instead of
+    // serializing every WGMMA.
     PipelineState smem_pipe_release = smem_pipe_read;
     tiled_mma.accumulate_ = GMMA::ScaleOut::Zero;
     warpgroup_fence_operand(accum);
-
     pipeline.consumer_wait(smem_pipe_read);
-    load_half(smem_pipe_read.index(), 0);
-    dequant_kstep(0);
+    dequant_stage(smem_pipe_read.index(), tCrA0);
 
-    CUTLASS_PRAGMA_NO_UNROLL
-    for (int k_tile = 0; k_tile < k_tile_count; ++k_tile) {
-      int const stage = smem_pipe_read.index();
-      CUTLASS_PRAGMA_UNROLL
-      for (int ks = 0; ks < kKSteps; ++ks) {
-        warpgroup_arrive();
-        cute::gemm(tiled_mma, tCrA(_, _, ks), tCrB(_, _, ks, stage), accum);
-        tiled_mma.accumulate_ = GMMA::ScaleOut::One;
-        warpgroup_commit_batch();
-
-        // Fetch the next k-step's packed words while the WGMMA runs (shared loads before the wait).
-        bool const last_step = ks == kKSteps - 1;
-        bool const has_next = !last_step || k_tile + 1 < k_tile_count;
-        if (last_step && has_next) {
-          ++smem_pipe_read;
-          pipeline.consumer_wait(smem_pipe_read);
-          load_half(smem_pipe_read.index(), 0);
-        } else if (!last_step && (ks + 1) % 2 == 0) {
-          load_half(stage, (ks + 1) / 2);
-        }
-
-        // The WGMMA issued kKSteps ago read the A registers we are about to overwrite: let it finish.
-        warpgroup_wait<kKSteps - 1>();
-        if (ks == kKSteps - 2 && k_tile > 0) {
-          // Every WGMMA of the previous stage has completed: hand its buffers back to the producer.
-          pipeline.consumer_release(smem_pipe_release);
-          ++smem_pipe_release;
-        }
-        if (has_next) {
-          dequant_kstep((ks + 1) % kKSteps);
-        }
+    auto step = [&](auto& frag_now, auto& frag_next, bool release_previous) {
+      issue_stage(smem_pipe_read.index(), frag_now);
+      warpgroup_wait<1>();  // the previous batch is done: its stage can go back to the producer
+      if (release_previous) {
+        pipeline.consumer_release(smem_pipe_release);
+        ++smem_pipe_release;
+      }
+      if (--k_tile_count == 0) {
+        return false;
+      }
+      ++smem_pipe_read;
+      pipeline.consumer_wait(smem_pipe_read);
+      dequant_stage(smem_pipe_read.index(), frag_next);
+      return true;
+    };
+    if (step(tCrA0, tCrA1, false)) {
+      CUTLASS_PRAGMA_NO_UNROLL
+      while (step(tCrA1, tCrA0, true) && step(tCrA0, tCrA1, true)) {
       }
     }
     warpgroup_fence_operand(accum);
