@@ -1,0 +1,124 @@
+// SPDX-License-Identifier: Apache-2.0
+// Per-token symmetric INT8 activation quantization, bit-exact with quantize_act_reference (docs/architecture.md):
+//   amax = max |x| in fp32,  scale = amax / 127 (IEEE division; 1 for an all-zero row),
+//   q = clamp(round_half_even(x / scale), -127, 127)   (true division: a reciprocal multiply differs in the last bit)
+// Finite inputs only: fmaxf drops NaN where torch.amax propagates it.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+#include <cstring>
+
+namespace liquidgemm::act_quant {
+
+constexpr int kThreads = 256;     // per CTA
+constexpr int kUnitElems = 16;    // a thread's step: two 16-byte loads in, one 16-byte store out
+constexpr int kCachedUnits = 4;   // units a thread keeps in registers between the amax pass and the quantize pass
+constexpr int kWarpRowUnits = 32 * kCachedUnits;  // rows up to this many units (K <= 2048) get one warp, all cached
+
+struct alignas(16) Unit {
+  uint4 lo, hi;  // 16 activations, bf16 or f16
+};
+
+__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
+
+template <class T>
+__device__ __forceinline__ void unpack(Unit const& unit, float (&f)[kUnitElems]) {
+  static_assert(sizeof(T) * kUnitElems == sizeof(Unit), "a unit is 16 two-byte activations");
+  T h[kUnitElems];
+  memcpy(h, &unit, sizeof(Unit));
+#pragma unroll
+  for (int i = 0; i < kUnitElems; ++i) f[i] = to_float(h[i]);
+}
+
+template <class T>
+__device__ __forceinline__ float unit_amax(Unit const& unit) {
+  float f[kUnitElems];
+  unpack<T>(unit, f);
+  float amax = 0.f;
+#pragma unroll
+  for (int i = 0; i < kUnitElems; ++i) amax = fmaxf(amax, fabsf(f[i]));
+  return amax;
+}
+
+template <class T>
+__device__ __forceinline__ uint4 quantize_unit(Unit const& unit, float scale) {
+  float f[kUnitElems];
+  unpack<T>(unit, f);
+  uint32_t words[4];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    words[j] = 0;
+#pragma unroll
+    for (int b = 0; b < 4; ++b) {
+      int q = __float2int_rn(__fdiv_rn(f[4 * j + b], scale));
+      q = min(max(q, -127), 127);
+      words[j] |= (static_cast<uint32_t>(q) & 0xFFu) << (8 * b);  // little-endian: element 4j+b is byte 4j+b
+    }
+  }
+  return make_uint4(words[0], words[1], words[2], words[3]);
+}
+
+// Max over the kThreadsPerRow threads of one row: warp shuffle, then shared memory across the CTA's warps.
+template <int kThreadsPerRow>
+__device__ __forceinline__ float row_max(float v) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  if constexpr (kThreadsPerRow > 32) {
+    __shared__ float warp_max[kThreadsPerRow / 32];
+    if (threadIdx.x % 32 == 0) warp_max[threadIdx.x / 32] = v;
+    __syncthreads();
+#pragma unroll
+    for (int w = 0; w < kThreadsPerRow / 32; ++w) v = fmaxf(v, warp_max[w]);
+  }
+  return v;
+}
+
+// One warp per row (kThreadsPerRow = 32, short rows) or one CTA per row (kThreadsPerRow = kThreads).
+// Requires k % kUnitElems == 0 and 16-byte aligned x and x_q (the callers guarantee k % 128 == 0).
+template <class T, int kThreadsPerRow>
+__global__ void __launch_bounds__(kThreads)
+    quantize_rows(T const* __restrict__ x, int8_t* __restrict__ x_q, float* __restrict__ x_scale, int64_t m,
+                  int64_t k) {
+  static_assert(kThreadsPerRow == 32 || kThreadsPerRow == kThreads, "a row is one warp or one whole CTA");
+  constexpr int kRowsPerCta = kThreads / kThreadsPerRow;
+  int64_t const row = int64_t(blockIdx.x) * kRowsPerCta + threadIdx.x / kThreadsPerRow;
+  int const lane = threadIdx.x % kThreadsPerRow;
+  if (row >= m) return;  // only in warp-per-row mode, where a whole warp leaves and nobody waits at a barrier
+
+  Unit const* in = reinterpret_cast<Unit const*>(x + row * k);
+  uint4* out = reinterpret_cast<uint4*>(x_q + row * k);
+  int const units = static_cast<int>(k / kUnitElems);
+  int const first_uncached = kCachedUnits * kThreadsPerRow;
+
+  // Pass 1: amax. The first kCachedUnits units per thread stay in registers; longer rows reread the rest
+  // in pass 2 (from L2: a row is at most 256 KB).
+  Unit cached[kCachedUnits];
+  float amax = 0.f;
+#pragma unroll
+  for (int c = 0; c < kCachedUnits; ++c) {
+    int const u = lane + c * kThreadsPerRow;
+    if (u < units) {
+      cached[c] = in[u];
+      amax = fmaxf(amax, unit_amax<T>(cached[c]));
+    }
+  }
+  for (int u = first_uncached + lane; u < units; u += kThreadsPerRow) amax = fmaxf(amax, unit_amax<T>(in[u]));
+  amax = row_max<kThreadsPerRow>(amax);
+
+  float const scale = amax == 0.f ? 1.f : __fdiv_rn(amax, 127.f);
+  if (lane == 0) x_scale[row] = scale;
+
+  // Pass 2: quantize.
+#pragma unroll
+  for (int c = 0; c < kCachedUnits; ++c) {
+    int const u = lane + c * kThreadsPerRow;
+    if (u < units) out[u] = quantize_unit<T>(cached[c], scale);
+  }
+  for (int u = first_uncached + lane; u < units; u += kThreadsPerRow) out[u] = quantize_unit<T>(in[u], scale);
+}
+
+}  // namespace liquidgemm::act_quant

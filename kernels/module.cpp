@@ -1,0 +1,102 @@
+// SPDX-License-Identifier: Apache-2.0
+// liquidgemm._C: declares and exports only. Pointers and the stream arrive as Python ints, already validated by
+// python/liquidgemm/ops.py; this file turns them into GemmArgs and a Status into a Python exception.
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "liquidgemm/launch.hpp"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+using liquidgemm::GemmArgs;
+using liquidgemm::KernelEntry;
+using liquidgemm::Status;
+
+namespace {
+
+template <class T>
+T* ptr(uintptr_t address) { return reinterpret_cast<T*>(address); }
+
+KernelEntry const& lookup(std::string const& config_id) {
+  if (KernelEntry const* entry = liquidgemm::find_kernel(config_id.c_str())) return *entry;
+  throw nb::value_error(("config_id: unknown config '" + config_id + "'; liquidgemm._C.configs() lists the "
+                         "compiled ones (build others with LIQUIDGEMM_CONFIGS, see README)").c_str());
+}
+
+void raise_if_error(Status status, std::string const& where) {
+  if (!status.ok) throw std::runtime_error(where + ": " + status.what);
+}
+
+GemmArgs problem(int64_t m, int64_t n, int64_t k, int group_size) {
+  GemmArgs args;
+  args.m = m, args.n = n, args.k = k, args.group_size = group_size;
+  return args;
+}
+
+std::vector<std::string> configs() {
+  size_t count = 0;
+  KernelEntry const* table = liquidgemm::kernel_table(&count);
+  std::vector<std::string> ids;
+  for (size_t i = 0; i < count; ++i) ids.emplace_back(table[i].id);
+  return ids;
+}
+
+size_t gemm_workspace_size(std::string const& config_id, int64_t m, int64_t n, int64_t k, int group_size) {
+  return lookup(config_id).workspace_size(problem(m, n, k, group_size));
+}
+
+void gemm(std::string const& config_id, uintptr_t act, uintptr_t act_scale, uintptr_t weight, uintptr_t params,
+          uintptr_t s1, uintptr_t bias, uintptr_t out, uintptr_t workspace, size_t workspace_bytes, int64_t m,
+          int64_t n, int64_t k, int group_size, uintptr_t stream) {
+  KernelEntry const& kernel = lookup(config_id);
+  GemmArgs args = problem(m, n, k, group_size);
+  // A short workspace would be silent memory corruption, so this one check stays on the hot path.
+  size_t const needed = kernel.workspace_size(args);
+  if (workspace_bytes < needed) {
+    throw nb::value_error(("workspace: " + config_id + " needs " + std::to_string(needed) + " bytes, got " +
+                           std::to_string(workspace_bytes)).c_str());
+  }
+  args.act = ptr<const int8_t>(act);
+  args.act_scale = ptr<const float>(act_scale);
+  args.weight = ptr<const uint8_t>(weight);
+  args.params = ptr<const uint8_t>(params);
+  args.s1 = ptr<const float>(s1);
+  args.bias = ptr<const float>(bias);
+  args.out = ptr<void>(out);
+  args.workspace = ptr<void>(workspace);
+  args.stream = reinterpret_cast<cudaStream_t>(stream);
+  raise_if_error(kernel.run(args), config_id);
+}
+
+void quantize_act(uintptr_t x, std::string const& x_dtype, uintptr_t x_q, uintptr_t x_scale, int64_t m, int64_t k,
+                  uintptr_t stream) {
+  if (x_dtype != "bf16" && x_dtype != "f16") {
+    throw nb::value_error(("x_dtype: must be 'bf16' or 'f16', got '" + x_dtype + "'").c_str());
+  }
+  auto const dtype = x_dtype == "bf16" ? liquidgemm::ActDtype::kBF16 : liquidgemm::ActDtype::kF16;
+  raise_if_error(liquidgemm::quantize_act(ptr<const void>(x), dtype, ptr<int8_t>(x_q), ptr<float>(x_scale), m, k,
+                                          reinterpret_cast<cudaStream_t>(stream)),
+                 "quantize_act");
+}
+
+}  // namespace
+
+NB_MODULE(_C, m) {
+  m.doc() = "liquidgemm native kernels (torch-free; use liquidgemm._native or the torch ops instead)";
+  m.attr("selection") = LIQUIDGEMM_SELECTION;  // the LIQUIDGEMM_CONFIGS value this module was built with
+  m.def("configs", &configs, "Ids of the compiled kernel configs.");
+  m.def("gemm", &gemm, "config_id"_a, "act"_a, "act_scale"_a, "weight"_a, "params"_a, "s1"_a, "bias"_a, "out"_a,
+        "workspace"_a, "workspace_bytes"_a, "m"_a, "n"_a, "k"_a, "group_size"_a, "stream"_a,
+        "Launch one W4A8 GEMM on `stream` (pointers as ints, bias may be 0).");
+  m.def("gemm_workspace_size", &gemm_workspace_size, "config_id"_a, "m"_a, "n"_a, "k"_a, "group_size"_a,
+        "Workspace bytes the config needs for this problem.");
+  m.def("quantize_act", &quantize_act, "x"_a, "x_dtype"_a, "x_q"_a, "x_scale"_a, "m"_a, "k"_a, "stream"_a,
+        "Per-token symmetric INT8 quantization of x [m, k] ('bf16' or 'f16') on `stream`.");
+}

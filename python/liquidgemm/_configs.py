@@ -1,0 +1,181 @@
+"""The kernel configurations: one typed list that the build, the registry, dispatch and the tuner all read.
+
+A config id reads problem to schedule, e.g. ``w4a8_sm90_bf16_t128x64x128_c1x1_s10_coop_persist``; it names the
+generated source file, the C++ entry points, the registry key, the tuning-cache value and ``config=`` overrides.
+
+Generator (run by CMake at configure time, stdlib only so it works before the package is installed)::
+
+    python -m liquidgemm._configs --emit DIR --select all|ci|<id>,<id>,...   # writes DIR/<id>.cu + kernel_list.inc
+    python -m liquidgemm._configs --list [--select SEL]                      # prints the ids
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+from pathlib import Path
+
+OUT_TYPES = {"bf16": "cutlass::bfloat16_t", "f16": "cutlass::half_t", "s32": "int32_t"}
+SCHEDULES = {"coop": "ScheduleCoop", "pp": "SchedulePingpong"}
+SCHEDULERS = {"persist": "SchedulerPersistent", "streamk": "SchedulerStreamK"}
+TILE_K = 128  # one packed k-block; fixed by the weight format
+
+_ID_RE = re.compile(
+    r"w4a8_sm90_(?P<out>[a-z0-9]+)_t(?P<tile_m>[1-9]\d*)x(?P<tile_n>[1-9]\d*)x128_c1x1"
+    r"_s(?P<stages>[1-9]\d*)_(?P<schedule>[a-z]+)_(?P<scheduler>[a-z]+)"
+)
+_ID_FORMAT = "w4a8_sm90_<out>_t<tile_m>x<tile_n>x128_c1x1_s<stages>_<schedule>_<scheduler>"
+
+
+@dataclasses.dataclass(frozen=True)
+class TileConfig:
+    """One kernel instance. tile_m = weight rows (output channels) per CTA, tile_n = tokens per CTA."""
+
+    out: str
+    tile_m: int
+    tile_n: int
+    stages: int
+    schedule: str = "coop"
+    scheduler: str = "persist"
+
+    def __post_init__(self):
+        if self.out not in OUT_TYPES:
+            raise ValueError(f"out must be one of {sorted(OUT_TYPES)}, got {self.out!r}")
+        if self.tile_m not in (64, 128):
+            raise ValueError(f"tile_m must be 64 or 128, got {self.tile_m!r}")
+        if not (isinstance(self.tile_n, int) and 8 <= self.tile_n <= 256 and self.tile_n % 8 == 0):
+            raise ValueError(f"tile_n must be a multiple of 8 in [8, 256] (the WGMMA N range), got {self.tile_n!r}")
+        if not (isinstance(self.stages, int) and self.stages >= 1):
+            raise ValueError(f"stages must be a positive int, got {self.stages!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {sorted(SCHEDULES)}, got {self.schedule!r}")
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler must be one of {sorted(SCHEDULERS)}, got {self.scheduler!r}")
+        # coop: two consumer warp groups split a 128-row tile; pp: each warp group owns a whole 64-row tile
+        need_m = {"coop": 128, "pp": 64}[self.schedule]
+        if self.tile_m != need_m:
+            raise ValueError(f"schedule {self.schedule!r} needs tile_m == {need_m}, got {self.tile_m}")
+        if self.scheduler == "streamk" and self.schedule != "coop":
+            raise ValueError("scheduler 'streamk' is only implemented for schedule 'coop'")
+
+    @property
+    def id(self) -> str:
+        return (f"w4a8_sm90_{self.out}_t{self.tile_m}x{self.tile_n}x{TILE_K}_c1x1_s{self.stages}"
+                f"_{self.schedule}_{self.scheduler}")
+
+    @classmethod
+    def parse(cls, config_id: str) -> TileConfig:
+        match = _ID_RE.fullmatch(config_id) if isinstance(config_id, str) else None
+        if match is None:
+            raise ValueError(f"malformed config id {config_id!r}: expected {_ID_FORMAT}, "
+                             f"e.g. {CONFIGS[0].id!r}")
+        fields = match.groupdict()
+        try:
+            return cls(out=fields["out"], tile_m=int(fields["tile_m"]), tile_n=int(fields["tile_n"]),
+                       stages=int(fields["stages"]), schedule=fields["schedule"], scheduler=fields["scheduler"])
+        except ValueError as err:
+            raise ValueError(f"invalid config id {config_id!r}: {err}") from None
+
+    def template_fields(self) -> dict[str, str]:
+        """Substitutions for kernels/w4a8_gemm.cu.in (@NAME@ placeholders)."""
+        return {"ID": self.id, "OUT_TYPE": OUT_TYPES[self.out], "TILE_M": str(self.tile_m),
+                "TILE_N": str(self.tile_n), "STAGES": str(self.stages),
+                "SCHEDULE": SCHEDULES[self.schedule], "SCHEDULER": SCHEDULERS[self.scheduler]}
+
+
+def stages_that_fit(out: str, tile_m: int, tile_n: int, smem_bytes: int = 200 * 1024, max_stages: int = 12) -> int:
+    """Pipeline depth that fits ~200 KB of shared memory next to the epilogue's output tile."""
+    out_bytes = 4 if out == "s32" else 2
+    stage = tile_m * TILE_K // 2 + tile_m * 4 + tile_n * TILE_K  # 4-bit weights + group params + int8 activations
+    epilogue = 16 * 1024 + tile_m * tile_n * out_bytes
+    return max(1, min(max_stages, (smem_bytes - epilogue) // stage))
+
+
+def _coop(out: str, tile_n: int, scheduler: str) -> TileConfig:
+    return TileConfig(out, 128, tile_n, stages_that_fit(out, 128, tile_n), "coop", scheduler)
+
+
+# THE list. Stream-K only where tiles are small enough that few CTAs would leave SMs idle.
+CONFIGS: list[TileConfig] = [
+    _coop(out, tile_n, scheduler)
+    for out in ("bf16", "f16")
+    for tile_n in (8, 16, 32, 64, 128, 256)
+    for scheduler in (("persist", "streamk") if tile_n <= 64 else ("persist",))
+] + [_coop("s32", 64, "persist")]  # raw int32 accumulators: the exact debug path
+
+# What CI compiles on a 2-core machine: one production config and the int32 debug config.
+CI_CONFIGS: list[TileConfig] = [_coop("bf16", 64, "persist"), _coop("s32", 64, "persist")]
+
+
+def select(selection: str) -> list[TileConfig]:
+    """'all' -> CONFIGS, 'ci' -> CI_CONFIGS, else a comma list of ids (any valid id, so new tiles can be tried)."""
+    if not isinstance(selection, str):
+        raise TypeError(f"selection must be a str, got {type(selection).__name__}")
+    name = selection.strip()
+    if name == "all":
+        return list(CONFIGS)
+    if name == "ci":
+        return list(CI_CONFIGS)
+    ids = [part.strip() for part in name.split(",") if part.strip()]
+    if not ids:
+        raise ValueError("selection must be 'all', 'ci' or a comma-separated list of config ids, got an empty string")
+    return list(dict.fromkeys(TileConfig.parse(i) for i in ids))  # dedupe, keep order
+
+
+def render(template: str, config: TileConfig) -> str:
+    fields = config.template_fields()
+
+    def substitute(match: re.Match) -> str:
+        if match.group(1) not in fields:
+            raise ValueError(f"unknown placeholder @{match.group(1)}@ in the kernel template; "
+                             f"known: {sorted(fields)}")
+        return fields[match.group(1)]
+
+    return re.sub(r"@([A-Z_]+)@", substitute, template)
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    # Unchanged files keep their mtime, so a reconfigure does not recompile every instance.
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+
+
+DEFAULT_TEMPLATE = Path(__file__).resolve().parents[2] / "kernels" / "w4a8_gemm.cu.in"
+
+
+def emit(directory: Path, configs: list[TileConfig], template: Path = DEFAULT_TEMPLATE) -> list[Path]:
+    """Write one <id>.cu per config and kernel_list.inc (one LIQUIDGEMM_KERNEL(id) row each) into directory."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    text = Path(template).read_text()
+    sources = []
+    for config in configs:
+        sources.append(directory / f"{config.id}.cu")
+        _write_if_changed(sources[-1], render(text, config))
+    for stale in set(directory.glob("*.cu")) - set(sources):  # left over from an earlier selection
+        stale.unlink()
+    rows = "".join(f"LIQUIDGEMM_KERNEL({config.id})\n" for config in configs)
+    _write_if_changed(directory / "kernel_list.inc",
+                      "// Generated by python/liquidgemm/_configs.py: one row per compiled config.\n" + rows)
+    return sources
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m liquidgemm._configs", description=__doc__.split("\n\n")[0])
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--emit", metavar="DIR", type=Path, help="write <id>.cu and kernel_list.inc into DIR")
+    action.add_argument("--list", action="store_true", help="print the selected config ids")
+    parser.add_argument("--select", default="all", help="all | ci | comma-separated config ids (default: all)")
+    parser.add_argument("--template", type=Path, default=DEFAULT_TEMPLATE, help="kernel TU template")
+    args = parser.parse_args(argv)
+    try:
+        configs = select(args.select)
+        if args.emit is not None:
+            emit(args.emit, configs, args.template)
+    except ValueError as err:
+        parser.error(str(err))
+    print("\n".join(config.id for config in configs))  # CMake reads the emitted ids from stdout
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Lazy access to the compiled extension ``liquidgemm._C``: tensors in, raw pointers and the current stream out.
+
+Importing this module needs neither the extension nor a GPU; the first call that needs them loads ``_C`` and a
+missing piece is reported by ``unavailable_reason()``. The wrappers assume ops.py validated every argument (only
+cheap asserts here), take the stream from torch so CUDA-graph capture and stream semantics just work, and never
+allocate or synchronise.
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+
+import torch
+
+_ACT_DTYPES = {torch.bfloat16: "bf16", torch.float16: "f16"}
+
+
+@functools.cache
+def _load():
+    """(module, None) or (None, why it cannot be imported)."""
+    try:
+        return importlib.import_module("liquidgemm._C"), None
+    except ImportError as err:
+        return None, (f"the compiled extension liquidgemm._C is not built ({err}); "
+                      "install the package with `pip install .` with nvcc (CUDA 12 or newer) on PATH")
+
+
+@functools.cache
+def _device_reason(index: int) -> str:
+    major, minor = torch.cuda.get_device_capability(index)
+    if (major, minor) != (9, 0):
+        return (f"GPU {index} ({torch.cuda.get_device_name(index)}) is sm_{major}{minor}; "
+                "liquidgemm's kernels are built for sm_90a only (H100/H200)")
+    return ""
+
+
+def unavailable_reason() -> str:
+    """Why the CUDA kernels cannot run here (extension not built, no CUDA GPU, not sm_90), or "" if they can."""
+    _, why = _load()
+    if why is not None:
+        return why
+    if not torch.cuda.is_available():
+        return "no CUDA GPU: torch.cuda.is_available() is False"
+    return _device_reason(torch.cuda.current_device())
+
+
+def is_available() -> bool:
+    """True when the extension is built and the current CUDA device is an sm_90 GPU."""
+    return unavailable_reason() == ""
+
+
+def _lib():
+    module, why = _load()
+    if module is None:
+        raise RuntimeError(why)
+    return module
+
+
+def configs() -> list[str]:
+    """Ids of the kernel configs compiled into the extension (needs the extension, not a GPU)."""
+    return _lib().configs()
+
+
+def _stream(t: torch.Tensor) -> int:
+    return torch.cuda.current_stream(t.device).cuda_stream
+
+
+def gemm(config: str, x_q, x_scale, packed, params, s1, bias, out, workspace, group_size: int) -> None:
+    """out[M, N] = (x_q · w1'ᵀ) · x_scale[:, None] · s1 (+ bias) with config `config`, on torch's current stream."""
+    m, k = x_q.shape
+    n = out.shape[1]
+    assert x_q.is_cuda and out.shape[0] == m, "ops.py validates before calling _native.gemm"
+    workspace_ptr, workspace_bytes = (0, 0) if workspace is None else (workspace.data_ptr(), workspace.nbytes)
+    _lib().gemm(config, x_q.data_ptr(), x_scale.data_ptr(), packed.data_ptr(), params.data_ptr(), s1.data_ptr(),
+                0 if bias is None else bias.data_ptr(), out.data_ptr(), workspace_ptr, workspace_bytes,
+                m, n, k, group_size, _stream(x_q))
+
+
+def gemm_workspace_size(config: str, m: int, n: int, k: int, group_size: int) -> int:
+    """Bytes of workspace (a uint8 tensor) `config` needs for this problem; 0 for most configs."""
+    return _lib().gemm_workspace_size(config, m, n, k, group_size)
+
+
+def quantize_act(x, x_q, x_scale) -> None:
+    """Per-token INT8 quantization of x [M, K] (bf16/f16) into x_q [M, K] int8 and x_scale [M] fp32."""
+    m, k = x.shape
+    assert x.is_cuda and x.dtype in _ACT_DTYPES and x_q.shape == x.shape, "ops.py validates first"
+    _lib().quantize_act(x.data_ptr(), _ACT_DTYPES[x.dtype], x_q.data_ptr(), x_scale.data_ptr(), m, k, _stream(x))

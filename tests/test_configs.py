@@ -1,0 +1,180 @@
+"""The config list, its ids and the TU generator (CPU only; stdlib only on the code side)."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from liquidgemm._configs import CI_CONFIGS, CONFIGS, TileConfig, emit, select, stages_that_fit
+
+TEMPLATE = Path(__file__).resolve().parents[1] / "kernels" / "w4a8_gemm.cu.in"
+BF16_64 = "w4a8_sm90_bf16_t128x64x128_c1x1_s10_coop_persist"
+S32_64 = "w4a8_sm90_s32_t128x64x128_c1x1_s9_coop_persist"
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.id)
+def test_id_round_trip(config):
+    assert TileConfig.parse(config.id) == config
+    assert TileConfig.parse(config.id).id == config.id
+
+
+def test_id_spells_every_field():
+    config = TileConfig("f16", 64, 24, 7, "pp", "persist")
+    assert config.id == "w4a8_sm90_f16_t64x24x128_c1x1_s7_pp_persist"
+
+
+def test_config_list_is_the_documented_one():
+    ids = [c.id for c in CONFIGS]
+    assert len(ids) == len(set(ids)) == 21
+    for out in ("bf16", "f16"):
+        mine = [c for c in CONFIGS if c.out == out]
+        assert sorted({c.tile_n for c in mine}) == [8, 16, 32, 64, 128, 256]
+        assert all(c.tile_m == 128 and c.schedule == "coop" for c in mine)
+        assert sorted(c.tile_n for c in mine if c.scheduler == "streamk") == [8, 16, 32, 64]
+    assert [c.id for c in CONFIGS if c.out == "s32"] == [S32_64]
+    assert BF16_64 in ids
+
+
+def test_stages_fit_shared_memory():
+    # stage = 128*64 weight + 128*4 param + tile_n*128 activation bytes; 200 KB minus 16 KB minus the output tile
+    assert stages_that_fit("bf16", 128, 8) == 12  # capped
+    assert stages_that_fit("bf16", 128, 64) == (200 * 1024 - 16 * 1024 - 128 * 64 * 2) // (8192 + 512 + 64 * 128) == 10
+    assert stages_that_fit("bf16", 128, 128) == 6
+    assert stages_that_fit("bf16", 128, 256) == 2
+    assert stages_that_fit("s32", 128, 64) == 9  # int32 output tile is twice as large
+    for c in CONFIGS:
+        stage = c.tile_m * 64 + c.tile_m * 4 + c.tile_n * 128
+        out_bytes = 4 if c.out == "s32" else 2
+        assert c.stages * stage + 16 * 1024 + c.tile_m * c.tile_n * out_bytes <= 200 * 1024
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("", "malformed config id"),
+    ("w4a8_sm90_bf16_t128x64x128_c1x1_s10_coop", "malformed config id"),       # scheduler missing
+    ("w4a8_sm90_bf16_t128x64x64_c1x1_s10_coop_persist", "malformed config id"),  # tile K is always 128
+    ("w4a8_sm90_bf16_t128x64x128_c2x1_s10_coop_persist", "malformed config id"),  # no clusters yet
+    ("w4a8_sm90_bf16_t0128x64x128_c1x1_s10_coop_persist", "malformed config id"),  # would not round-trip
+    (BF16_64 + "_x", "malformed config id"),
+    (BF16_64.upper(), "malformed config id"),
+    ("w4a8_sm90_fp8_t128x64x128_c1x1_s10_coop_persist", "out must be one of"),
+    ("w4a8_sm90_bf16_t96x64x128_c1x1_s10_coop_persist", "tile_m must be 64 or 128"),
+    ("w4a8_sm90_bf16_t128x12x128_c1x1_s10_coop_persist", "tile_n must be a multiple of 8"),
+    ("w4a8_sm90_bf16_t128x264x128_c1x1_s10_coop_persist", "tile_n must be a multiple of 8"),
+    ("w4a8_sm90_bf16_t128x64x128_c1x1_s10_wide_persist", "schedule must be one of"),
+    ("w4a8_sm90_bf16_t128x64x128_c1x1_s10_coop_splitk", "scheduler must be one of"),
+    ("w4a8_sm90_bf16_t64x64x128_c1x1_s10_coop_persist", "'coop' needs tile_m == 128"),
+    ("w4a8_sm90_bf16_t128x64x128_c1x1_s10_pp_persist", "'pp' needs tile_m == 64"),
+    ("w4a8_sm90_bf16_t64x64x128_c1x1_s10_pp_streamk", "'streamk' is only implemented for schedule 'coop'"),
+])
+def test_parse_rejects_malformed_and_invalid_ids(bad, message):
+    with pytest.raises(ValueError, match=re.escape(message)) as err:
+        TileConfig.parse(bad)
+    assert repr(bad) in str(err.value)  # the message names the offending id
+
+
+def test_parse_rejects_non_strings():
+    with pytest.raises(ValueError, match="malformed config id"):
+        TileConfig.parse(None)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(out="s8"), "out must be one of"),
+    (dict(tile_m=256), "tile_m must be 64 or 128"),
+    (dict(tile_n=0), "tile_n must be a multiple of 8"),
+    (dict(tile_n=272), "tile_n must be a multiple of 8"),
+    (dict(stages=0), "stages must be a positive int"),
+    (dict(schedule="pp"), "'pp' needs tile_m == 64"),
+    (dict(tile_m=64), "'coop' needs tile_m == 128"),
+    (dict(tile_m=64, schedule="pp", scheduler="streamk"), "'streamk' is only implemented"),
+])
+def test_validity_rules(kwargs, message):
+    fields = dict(out="bf16", tile_m=128, tile_n=64, stages=4, schedule="coop", scheduler="persist") | kwargs
+    with pytest.raises(ValueError, match=re.escape(message)):
+        TileConfig(**fields)
+
+
+def test_pingpong_with_64_rows_is_valid():
+    assert TileConfig("bf16", 64, 128, 5, "pp", "persist").tile_m == 64
+
+
+def test_select():
+    assert select("all") == CONFIGS and select("all") is not CONFIGS
+    assert [c.id for c in select("ci")] == [BF16_64, S32_64] == [c.id for c in CI_CONFIGS]
+    assert [c.id for c in select(f" {S32_64} ,{BF16_64},{S32_64},")] == [S32_64, BF16_64]  # order kept, deduped
+    novel = "w4a8_sm90_f16_t64x24x128_c1x1_s7_pp_persist"  # any valid id, not only those in CONFIGS
+    assert select(novel) == [TileConfig.parse(novel)]
+
+
+@pytest.mark.parametrize("bad, error, message", [
+    ("", ValueError, "got an empty string"),
+    (" , ", ValueError, "got an empty string"),
+    ("CI", ValueError, "malformed config id 'CI'"),
+    (f"{BF16_64},nope", ValueError, "malformed config id 'nope'"),
+    (["ci"], TypeError, "selection must be a str"),
+])
+def test_select_rejects(bad, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        select(bad)
+
+
+def test_emit_writes_one_tu_per_config_and_the_list(tmp_path):
+    configs = select("ci")
+    sources = emit(tmp_path, configs, TEMPLATE)
+    assert sources == [tmp_path / f"{BF16_64}.cu", tmp_path / f"{S32_64}.cu"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"{BF16_64}.cu", f"{S32_64}.cu", "kernel_list.inc"])
+
+    bf16 = sources[0].read_text()
+    assert "@" not in bf16  # every placeholder substituted
+    assert '#include "cutlass/numeric_types.h"' in bf16
+    assert '#include "liquidgemm/kernel/w4a8_gemm.hpp"' in bf16
+    assert "GemmConfig<cutlass::bfloat16_t, 128, 64, 10, ScheduleCoop, SchedulerPersistent>" in bf16
+    assert f"Status {BF16_64}_run(GemmArgs const& args) {{ return run_gemm<Config>(args); }}" in bf16
+    assert f"size_t {BF16_64}_workspace(GemmArgs const& args)" in bf16
+    assert "GemmConfig<int32_t, 128, 64, 9, ScheduleCoop, SchedulerPersistent>" in sources[1].read_text()
+
+    rows = [line for line in (tmp_path / "kernel_list.inc").read_text().splitlines() if not line.startswith("//")]
+    assert rows == [f"LIQUIDGEMM_KERNEL({BF16_64})", f"LIQUIDGEMM_KERNEL({S32_64})"]
+
+
+def test_emit_maps_every_field(tmp_path):
+    template = tmp_path / "t.in"
+    template.write_text("@ID@|@OUT_TYPE@|@TILE_M@|@TILE_N@|@STAGES@|@SCHEDULE@|@SCHEDULER@")
+    config = TileConfig("f16", 64, 24, 7, "pp", "persist")
+    (source,) = emit(tmp_path / "gen", [config], template)
+    assert source.read_text() == f"{config.id}|cutlass::half_t|64|24|7|SchedulePingpong|SchedulerPersistent"
+    streamk = TileConfig("s32", 128, 8, 3, "coop", "streamk")
+    (source,) = emit(tmp_path / "gen", [streamk], template)
+    assert source.read_text() == f"{streamk.id}|int32_t|128|8|3|ScheduleCoop|SchedulerStreamK"
+
+
+def test_emit_rejects_unknown_placeholders(tmp_path):
+    template = tmp_path / "t.in"
+    template.write_text("@ID@ @TILE_K@")
+    with pytest.raises(ValueError, match="unknown placeholder @TILE_K@"):
+        emit(tmp_path / "gen", select("ci"), template)
+
+
+def test_emit_keeps_unchanged_files_and_drops_stale_ones(tmp_path):
+    emit(tmp_path, select("all"), TEMPLATE)
+    kept = tmp_path / f"{BF16_64}.cu"
+    mtime = kept.stat().st_mtime_ns
+    emit(tmp_path, select("ci"), TEMPLATE)
+    assert kept.stat().st_mtime_ns == mtime  # a reconfigure does not force a recompile
+    assert sorted(p.name for p in tmp_path.glob("*.cu")) == sorted([f"{BF16_64}.cu", f"{S32_64}.cu"])
+
+
+def test_generator_cli(tmp_path):
+    python_dir = Path(__file__).resolve().parents[1] / "python"
+    env = {"PYTHONPATH": str(python_dir)}
+    run = [sys.executable, "-m", "liquidgemm._configs"]
+    listed = subprocess.run(run + ["--list"], capture_output=True, text=True, check=True, env=env)
+    assert listed.stdout.split() == [c.id for c in CONFIGS]
+    emitted = subprocess.run(run + ["--emit", str(tmp_path), "--select", "ci", "--template", str(TEMPLATE)],
+                             capture_output=True, text=True, check=True, env=env)
+    assert emitted.stdout.split() == [BF16_64, S32_64]
+    assert (tmp_path / f"{BF16_64}.cu").exists() and (tmp_path / "kernel_list.inc").exists()
+    bad = subprocess.run(run + ["--emit", str(tmp_path), "--select", "nope"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "malformed config id 'nope'" in bad.stderr
