@@ -10,35 +10,35 @@ mkdir -p "$OUT"
 CONFIGS=${1:-all}
 shift
 export PYTHONUNBUFFERED=1 PIP_ROOT_USER_ACTION=ignore
-GPU_SLUG=h100
+GPU_SLUG=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | grep -o -i "h[0-9]00" | tr A-Z a-z)
 
 step_build() {
   if ls .whl/nvidia_cutlass-*.whl >/dev/null 2>&1; then
-    pip install -q --no-index --no-deps .whl/nvidia_cutlass-*.whl
+    python3 -m pip install -q --no-index --no-deps .whl/nvidia_cutlass-*.whl
   fi
   local t0=$SECONDS
-  LIQUIDGEMM_CONFIGS=$CONFIGS pip install -v --no-build-isolation --no-deps . >"$OUT/build.log" 2>&1 ||
+  LIQUIDGEMM_CONFIGS=$CONFIGS python3 -m pip install -v --no-build-isolation --no-deps . >"$OUT/build.log" 2>&1 ||
     { tail -60 "$OUT/build.log"; return 1; }
   echo "build: $((SECONDS - t0)) s for configs=$CONFIGS"
   grep -E "registers|spill" "$OUT/build.log" | sort | uniq -c | sort -rn | head -20
-  python -c "import liquidgemm, liquidgemm._native as n; print(n.is_available(), n.unavailable_reason(), len(n.configs()))"
+  python3 -c "import liquidgemm, liquidgemm._native as n; print(n.is_available(), n.unavailable_reason(), len(n.configs()))"
 }
-step_test() { timeout 900 python -m pytest tests -q -x -m gpu -p no:cacheprovider 2>&1 | tee "$OUT/pytest_gpu.log" | tail -40; }
+step_test() { timeout -s KILL 420 python3 -m pytest tests -q -m gpu --timeout 120 -p no:cacheprovider 2>&1 | tee "$OUT/pytest_gpu.log" | tail -40; }
 step_sass() {
   local so
-  so=$(python -c "import liquidgemm._C as c; print(c.__file__)")
+  so=$(python3 -c "import liquidgemm._C as c; print(c.__file__)")
   cuobjdump -sass "$so" >"$OUT/kernels.sass" 2>/dev/null
-  python bench/sass_stats.py "$OUT/kernels.sass" | tee "$OUT/sass_stats.txt"
+  python3 bench/sass_stats.py "$OUT/kernels.sass" | tee "$OUT/sass_stats.txt"
 }
-step_bench70() { python -m liquidgemm.bench --model llama3-70b --out "bench/results/$GPU_SLUG" "$@" 2>&1 | tail -80; }
-step_bench8() { python -m liquidgemm.bench --model llama3-8b --out "bench/results/$GPU_SLUG" "$@" 2>&1 | tail -80; }
-step_layer() { python -m liquidgemm.bench --layer --out "bench/results/$GPU_SLUG" 2>&1 | tail -30; }
+step_bench70() { python3 -m liquidgemm.bench --model llama3-70b --out "bench/results/$GPU_SLUG" "$@" 2>&1 | tail -80; }
+step_bench8() { python3 -m liquidgemm.bench --model llama3-8b --out "bench/results/$GPU_SLUG" "$@" 2>&1 | tail -80; }
+step_layer() { python3 -m liquidgemm.bench --layer --out "bench/results/$GPU_SLUG" 2>&1 | tail -30; }
 step_tune() {
-  python -m liquidgemm.tune --model llama3-8b,llama3-70b --json-out "bench/results/$GPU_SLUG/tune.json" \
+  python3 -m liquidgemm.tune --model llama3-8b,llama3-70b --json-out "bench/results/$GPU_SLUG/tune.json" \
     --write-heuristic python/liquidgemm/data/heuristic_h100.json 2>&1 | tail -60
 }
-step_e2e() { python bench/e2e_llama.py --out "bench/results/$GPU_SLUG" 2>&1 | tail -40; }
-step_accuracy() { python bench/accuracy_minilm.py 2>&1 | tail -30; }
+step_e2e() { python3 bench/e2e_llama.py --out "bench/results/$GPU_SLUG" 2>&1 | tail -40; }
+step_accuracy() { python3 bench/accuracy_minilm.py 2>&1 | tail -30; }
 
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader
 for step in "$@"; do

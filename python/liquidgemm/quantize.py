@@ -53,19 +53,16 @@ def _level2_(w1: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Ten
     """Per-group asymmetric 4-bit quantization of v = w1 + 128: returns (q [N, K], s2 [N, G], z [N, G]) uint8.
     Consumes ``w1`` (overwritten in place).
 
-    Works on fp32 holding small integers; every step is exact (see comments), so the result equals the
-    integer formulas of the contract.
+    Integer formulas of the contract, computed in int32.
     """
     n, k = w1.shape
-    grouped = w1.view(n, k // group_size, group_size)
+    # Integer arithmetic from here on: the same bits on every device (a float quotient near a tie may round
+    # differently on CPU and GPU).
+    grouped = w1.view(n, k // group_size, group_size).to(torch.int32)
     lo, hi = grouped.amin(dim=2), grouped.amax(dim=2)
-    # (hi - lo) / 15 is an integer D / 15 with D <= 238: a non-integer quotient is >= 1/15 away from the next
-    # integer, far beyond fp32 rounding, so ceil is exact.
-    s2 = ((hi - lo) / 15).ceil_().clamp_(min=1)
-    # (2d + s2) // (2 s2) == floor(d / s2 + 1/2) for d = v - z: a tie d / s2 = m + 1/2 is exact in fp32, and any
-    # other quotient is >= 1 / (2 s2) >= 1/32 away from m + 1/2, again far beyond rounding error.
-    # q <= 15 follows from d <= 15 s2; the clamp states the 4-bit range.
-    q = grouped.sub_(lo[..., None]).div_(s2[..., None]).add_(0.5).floor_().clamp_(max=15)
+    s2 = torch.div(hi - lo + 14, 15, rounding_mode="floor").clamp_(min=1)          # ceil((hi - lo) / 15)
+    d = grouped.sub_(lo[..., None])
+    q = torch.div(2 * d + s2[..., None], 2 * s2[..., None], rounding_mode="floor").clamp_(max=15)
     z = lo + 128
     return q.to(torch.uint8).view(n, k), s2.to(torch.uint8), z.to(torch.uint8)
 

@@ -80,11 +80,18 @@ def cache_path(identity: dict | None = None) -> Path | None:
     identity = identity or gpu_identity()
     if identity is None:
         return None
-    import platformdirs
-
     from .. import __version__
 
-    return Path(platformdirs.user_cache_dir("liquidgemm")) / f"tune-v{SCHEMA}" / cache_file_name(identity, __version__)
+    return user_cache_dir() / f"tune-v{SCHEMA}" / cache_file_name(identity, __version__)
+
+
+def user_cache_dir() -> Path:
+    """platformdirs' per-user cache directory when it is installed, else $XDG_CACHE_HOME or ~/.cache."""
+    try:
+        import platformdirs
+    except ImportError:
+        return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "liquidgemm"
+    return Path(platformdirs.user_cache_dir("liquidgemm"))
 
 
 def load_cache(path: str | os.PathLike) -> dict:
