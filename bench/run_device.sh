@@ -10,7 +10,9 @@ mkdir -p "$OUT"
 CONFIGS=${1:-all}
 shift
 export PYTHONUNBUFFERED=1 PIP_ROOT_USER_ACTION=ignore
-GPU_SLUG=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | grep -o -i "h[0-9]00" | tr A-Z a-z)
+GPU_SLUG=$(# Results travel back as one archive (the device tool returns at most 8 files).
+trap 'tar -cf "$OUT/results.tar" bench/results python/liquidgemm/data 2>/dev/null' EXIT
+nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | grep -o -i "h[0-9]00" | tr A-Z a-z)
 
 step_build() {
   if ls .whl/nvidia_cutlass-*.whl >/dev/null 2>&1; then
@@ -30,8 +32,9 @@ step_sass() {
   cuobjdump -sass "$so" >"$OUT/kernels.sass" 2>/dev/null
   python3 bench/sass_stats.py "$OUT/kernels.sass" | tee "$OUT/sass_stats.txt"
 }
-step_bench70() { python3 -m liquidgemm.bench --model llama3-70b --out "bench/results/$GPU_SLUG" "$@" 2>&1 | tail -80; }
-step_bench8() { python3 -m liquidgemm.bench --model llama3-8b --out "bench/results/$GPU_SLUG" "$@" 2>&1 | tail -80; }
+# Extra bench flags come from $BENCH_ARGS (e.g. "--quick --m 1,16").
+step_bench70() { python3 -m liquidgemm.bench --model llama3-70b --out "bench/results/$GPU_SLUG" ${BENCH_ARGS:-} 2>&1 | tail -60; }
+step_bench8() { python3 -m liquidgemm.bench --model llama3-8b --out "bench/results/$GPU_SLUG" ${BENCH_ARGS:-} 2>&1 | tail -60; }
 step_layer() { python3 -m liquidgemm.bench --layer --out "bench/results/$GPU_SLUG" 2>&1 | tail -30; }
 step_tune() {
   python3 -m liquidgemm.tune --model llama3-8b,llama3-70b --json-out "bench/results/$GPU_SLUG/tune.json" \
@@ -40,6 +43,8 @@ step_tune() {
 step_e2e() { python3 bench/e2e_llama.py --out "bench/results/$GPU_SLUG" 2>&1 | tail -40; }
 step_accuracy() { python3 bench/accuracy_minilm.py 2>&1 | tail -30; }
 
+# Results travel back as one archive (the device tool returns at most 8 files).
+trap 'tar -cf "$OUT/results.tar" bench/results python/liquidgemm/data 2>/dev/null' EXIT
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader
 for step in "$@"; do
   echo "=== $step"

@@ -56,6 +56,7 @@ struct GemmConfig {
   using Kernel = cutlass::gemm::kernel::GemmUniversal<cute::Shape<int, int, int, int>, Mainloop, Epilogue,
                                                       typename Scheduler::Tag>;
   using Gemm = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
+  static_assert(Kernel::SharedStorageSize <= 232448, "stages do not fit Hopper's 227 KB of shared memory");
 };
 
 namespace detail {
