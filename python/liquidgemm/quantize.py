@@ -42,7 +42,9 @@ def quantize_weight(w: torch.Tensor, group_size=128) -> QuantizedWeight:
 
 def _level1_(w: torch.Tensor, amax: torch.Tensor) -> torch.Tensor:
     """Per-channel symmetric quantization to ±119, in place: ``w`` (fp32) becomes w1; returns s1 fp32 [N]."""
-    s1 = amax / LEVEL1_MAX
+    # Divide by a tensor, not a Python number: PyTorch's CUDA kernel turns division by a scalar into a multiply
+    # by its reciprocal, which differs from IEEE division in the last bit.
+    s1 = amax / torch.full_like(amax, LEVEL1_MAX)
     # All-zero rows (and rows so tiny that max|w| / 119 underflows to 0) get s1 = 1, hence w1 = 0.
     s1 = torch.where(s1 > 0, s1, torch.ones_like(s1))
     # The quotient in float64 (exact-rounded on every device), so CPU and GPU agree bit for bit on near-ties.
@@ -80,6 +82,6 @@ def quantize_act_reference(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
         raise ValueError(f"x: expected at least one column (K >= 1), got shape {tuple(x.shape)}")
     xf = x.float()
     amax = xf.abs().amax(dim=1)
-    scale = torch.where(amax == 0, torch.ones_like(amax), amax / ACT_MAX)
+    scale = torch.where(amax == 0, torch.ones_like(amax), amax / torch.full_like(amax, ACT_MAX))  # see _level1_
     x_q = torch.div(xf, scale[:, None]).round_().clamp_(-ACT_MAX, ACT_MAX).to(torch.int8)
     return x_q, scale
