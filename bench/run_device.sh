@@ -38,10 +38,11 @@ step_bench8() { python3 -m liquidgemm.bench --model llama3-8b --out "bench/resul
 step_layer() { python3 -m liquidgemm.bench --layer --out "bench/results/$GPU_SLUG" 2>&1 | tail -30; }
 step_tune() {
   python3 -m liquidgemm.tune --model llama3-8b,llama3-70b --json-out "bench/results/$GPU_SLUG/tune.json" \
-    --write-heuristic python/liquidgemm/data/heuristic_h100.json 2>&1 | tail -60
+    --write-heuristic "python/liquidgemm/data/heuristic_$GPU_SLUG.json" ${TUNE_ARGS:-} 2>&1 | tail -60
 }
-step_e2e() { python3 bench/e2e_llama.py --out "bench/results/$GPU_SLUG" 2>&1 | tail -40; }
-step_accuracy() { python3 bench/accuracy_minilm.py 2>&1 | tail -30; }
+step_e2e() { python3 bench/e2e_llama.py --out "bench/results/$GPU_SLUG" ${E2E_ARGS:-} 2>&1 | tail -40; }
+step_overhead() { python3 bench/e2e_llama.py --overhead --out "bench/results/$GPU_SLUG" 2>&1 | tail -15; }
+step_accuracy() { python3 bench/accuracy_minilm.py --device cuda 2>&1 | tail -30; }
 
 # Results travel back as one archive (the device tool returns at most 8 files).
 trap 'tar -cf "$OUT/results.tar" bench/results python/liquidgemm/data 2>/dev/null' EXIT
