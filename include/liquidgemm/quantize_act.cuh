@@ -9,7 +9,7 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
-#include <cstring>
+#include <type_traits>
 
 namespace liquidgemm::act_quant {
 
@@ -22,20 +22,31 @@ struct alignas(16) Unit {
   uint4 lo, hi;  // 16 activations, bf16 or f16
 };
 
-__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
-__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
-
+// The fp32 value of a 16-bit bf16/f16 pattern held in the low half of `bits`.
 template <class T>
-__device__ __forceinline__ void unpack(Unit const& unit, float (&f)[kUnitElems]) {
+__device__ __forceinline__ float bits_to_float(uint32_t bits) {
+  static_assert(std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half>, "activations are bf16 or f16");
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    return __uint_as_float(bits << 16);  // bf16 is the upper half of an fp32
+  } else {
+    return __half2float(__ushort_as_half(static_cast<unsigned short>(bits)));
+  }
+}
+
+// Unpacks from the registers of a loaded unit (a memcpy from the global pointer would become byte loads).
+template <class T>
+__device__ __forceinline__ void unpack(Unit unit, float (&f)[kUnitElems]) {
   static_assert(sizeof(T) * kUnitElems == sizeof(Unit), "a unit is 16 two-byte activations");
-  T h[kUnitElems];
-  memcpy(h, &unit, sizeof(Unit));
+  uint32_t const words[8] = {unit.lo.x, unit.lo.y, unit.lo.z, unit.lo.w, unit.hi.x, unit.hi.y, unit.hi.z, unit.hi.w};
 #pragma unroll
-  for (int i = 0; i < kUnitElems; ++i) f[i] = to_float(h[i]);
+  for (int i = 0; i < 8; ++i) {  // little-endian: the low half of a word is the lower-indexed element
+    f[2 * i] = bits_to_float<T>(words[i] & 0xFFFFu);
+    f[2 * i + 1] = bits_to_float<T>(words[i] >> 16);
+  }
 }
 
 template <class T>
-__device__ __forceinline__ float unit_amax(Unit const& unit) {
+__device__ __forceinline__ float unit_amax(Unit unit) {
   float f[kUnitElems];
   unpack<T>(unit, f);
   float amax = 0.f;
@@ -45,7 +56,7 @@ __device__ __forceinline__ float unit_amax(Unit const& unit) {
 }
 
 template <class T>
-__device__ __forceinline__ uint4 quantize_unit(Unit const& unit, float scale) {
+__device__ __forceinline__ uint4 quantize_unit(Unit unit, float scale) {
   float f[kUnitElems];
   unpack<T>(unit, f);
   uint32_t words[4];
