@@ -48,7 +48,7 @@ def test_calls_without_extension_raise_the_reason(monkeypatch, fresh_native):
     with pytest.raises(RuntimeError, match="liquidgemm._C is not built"):
         _native.configs()
     with pytest.raises(RuntimeError, match="liquidgemm._C is not built"):
-        _native.gemm_workspace_size("w4a8_sm90_bf16_t128x64x128_c1x1_s10_coop_persist", 16, 4096, 4096, 128)
+        _native.gemm_workspace_size(select("ci")[0].id, 16, 4096, 4096, 128)
 
 
 def test_reason_without_cuda(monkeypatch, fresh_native):
