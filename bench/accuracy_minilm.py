@@ -28,7 +28,10 @@ import torch
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "python"))  # run from a checkout without installing
+try:  # the installed package (with its compiled kernels) first; the checkout's sources otherwise
+    import liquidgemm  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(ROOT / "python"))
 
 from liquidgemm.nn import W4A8Linear, quantize_model  # noqa: E402
 from liquidgemm.reference import accuracy_report  # noqa: E402

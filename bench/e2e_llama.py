@@ -29,7 +29,10 @@ import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "python"))  # run from a checkout without installing
+try:  # the installed package (with its compiled kernels) first; the checkout's sources otherwise
+    import liquidgemm  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(ROOT / "python"))
 
 LLAMA3_8B = dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
                  num_key_value_heads=8, vocab_size=128256, max_position_embeddings=8192, rope_theta=500000.0,
