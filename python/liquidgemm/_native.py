@@ -62,6 +62,11 @@ def configs() -> list[str]:
 
 
 def _stream(t: torch.Tensor) -> int:
+    """The raw handle of torch's current stream on t's device (the private getter costs ~0.3 us instead of the
+    several us of building a torch.cuda.Stream object)."""
+    raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+    if raw is not None:
+        return raw(t.device.index)
     return torch.cuda.current_stream(t.device).cuda_stream
 
 
@@ -76,8 +81,10 @@ def gemm(config: str, x_q, x_scale, packed, params, s1, bias, out, workspace, gr
                 m, n, k, group_size, _stream(x_q))
 
 
+@functools.lru_cache(maxsize=4096)
 def gemm_workspace_size(config: str, m: int, n: int, k: int, group_size: int) -> int:
-    """Bytes of workspace (a uint8 tensor) `config` needs for this problem; 0 for most configs."""
+    """Bytes of workspace (a uint8 tensor) `config` needs for this problem; 0 for most configs (memoised: it is
+    on the hot path of every call)."""
     return _lib().gemm_workspace_size(config, m, n, k, group_size)
 
 

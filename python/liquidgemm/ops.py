@@ -199,6 +199,12 @@ def _check_config(config, out_dtype) -> str:
     return config
 
 
+def _eager_cuda(t: torch.Tensor) -> bool:
+    """Eager calls on CUDA tensors skip the dispatcher (10-20 us of Python per call) and run the very CUDA impl
+    the op would run; under torch.compile (or for CPU / meta tensors) the registered op is used."""
+    return t.is_cuda and not torch.compiler.is_compiling()
+
+
 # ---- public API -----------------------------------------------------------------------------------------------
 def quantize_act(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token INT8 quantization of ``x [..., K]`` (fp16/bf16): ``(x_q int8 [..., K], scale fp32 [...])``.
@@ -207,6 +213,8 @@ def quantize_act(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """
     _check_act("x", x)
     _check_device_ready(x)
+    if _eager_cuda(x):
+        return _quantize_act_cuda(x)
     return _quantize_act_op(x)
 
 
@@ -228,7 +236,8 @@ def w4a8_gemm(x_q: torch.Tensor, x_scale: torch.Tensor, qw: QuantizedWeight, out
         check_alignment("x_q", x_q)
     _check_device_ready(x_q)
     config = _check_config(config, out_dtype)
-    return _gemm_op(x_q, x_scale, qw.packed, qw.params, qw.s1, bias, qw.group_size, out_dtype, config)
+    gemm = _gemm_cuda if _eager_cuda(x_q) else _gemm_op
+    return gemm(x_q, x_scale, qw.packed, qw.params, qw.s1, bias, qw.group_size, out_dtype, config)
 
 
 def w4a8_linear(x: torch.Tensor, qw: QuantizedWeight, bias=None, config=None) -> torch.Tensor:
@@ -237,7 +246,8 @@ def w4a8_linear(x: torch.Tensor, qw: QuantizedWeight, bias=None, config=None) ->
         raise TypeError(f"qw: expected a liquidgemm.QuantizedWeight, got {type(qw).__name__}")
     _check_linear(x, qw.packed, qw.s1, bias, qw.out_features, qw.in_features)
     config = _check_config(config, x.dtype)
-    return _linear_op(x, qw.packed, qw.params, qw.s1, bias, qw.group_size, config)
+    linear = _linear_cuda if _eager_cuda(x) else _linear_op
+    return linear(x, qw.packed, qw.params, qw.s1, bias, qw.group_size, config)
 
 
 def linear_from_buffers(x, packed, params, s1, bias, group_size: int, config: str = "") -> torch.Tensor:
@@ -245,7 +255,8 @@ def linear_from_buffers(x, packed, params, s1, bias, group_size: int, config: st
     (``nn.W4A8Linear`` holds them as module buffers); checks only ``x`` and ``bias``."""
     n, k = s1.shape[0], packed.shape[1] * CHUNK_COLS
     _check_linear(x, packed, s1, bias, n, k)
-    return _linear_op(x, packed, params, s1, bias, group_size, config)
+    linear = _linear_cuda if _eager_cuda(x) else _linear_op
+    return linear(x, packed, params, s1, bias, group_size, config)
 
 
 __all__ = ["quantize_act", "w4a8_gemm", "w4a8_linear", "linear_from_buffers"]

@@ -96,24 +96,33 @@ typename Config::Gemm::Arguments make_arguments(GemmArgs const& a) {
 
 template <class Config>
 size_t gemm_workspace_size(GemmArgs const& a) {
-  return Config::Gemm::get_workspace_size(detail::make_arguments<Config>(a));
+  return Config::Kernel::get_workspace_size(detail::make_arguments<Config>(a));
 }
 
 template <class Config>
 Status run_gemm(GemmArgs const& a) {
   using Gemm = typename Config::Gemm;
+  using Kernel = typename Config::Kernel;
   auto args = detail::make_arguments<Config>(a);
-  Gemm gemm;
-  if (gemm.can_implement(args) != cutlass::Status::kSuccess) {
+  if (!Kernel::can_implement(args)) {
     return Status::error("problem not supported by this kernel config (shape, group size or alignment)");
   }
-  if (Gemm::get_workspace_size(args) > 0 && a.workspace == nullptr) {
+  if (Kernel::get_workspace_size(args) > 0 && a.workspace == nullptr) {
     return Status::error("this kernel config needs a workspace (see gemm_workspace_size)");
   }
-  if (gemm.initialize(args, a.workspace, a.stream) != cutlass::Status::kSuccess) {
-    return Status::error("kernel initialization failed");
+  // Raise the kernel's dynamic shared-memory limit once per process (not per call: it is host overhead).
+  static cudaError_t const smem_attribute = cudaFuncSetAttribute(
+      cutlass::device_kernel<Kernel>, cudaFuncAttributeMaxDynamicSharedMemorySize, Kernel::SharedStorageSize);
+  if (smem_attribute != cudaSuccess) {
+    return Status::error(cudaGetErrorString(smem_attribute));
   }
-  if (gemm.run(a.stream) != cutlass::Status::kSuccess) {
+  if (Kernel::initialize_workspace(args, a.workspace, a.stream) != cutlass::Status::kSuccess) {
+    return Status::error("workspace initialization failed");
+  }
+  auto params = Kernel::to_underlying_arguments(args, a.workspace);
+  // Launched as a programmatic dependent of the previous kernel on the stream (see cmake/CompilerFlags.cmake):
+  // safe because the producer waits for that grid to complete before it reads anything.
+  if (Gemm::run(params, a.stream, /*cuda_adapter=*/nullptr, /*launch_with_pdl=*/true) != cutlass::Status::kSuccess) {
     return Status::error("kernel launch failed");
   }
   cudaError_t err = cudaGetLastError();
