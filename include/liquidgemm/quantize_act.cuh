@@ -13,7 +13,7 @@
 
 namespace liquidgemm::act_quant {
 
-constexpr int kThreads = 256;     // per CTA
+constexpr int kThreads = 512;     // per CTA: with kCachedUnits, a CTA-per-row keeps rows up to K = 32768 in registers
 constexpr int kUnitElems = 16;    // a thread's step: two 16-byte loads in, one 16-byte store out
 constexpr int kCachedUnits = 4;   // units a thread keeps in registers between the amax pass and the quantize pass
 constexpr int kWarpRowUnits = 32 * kCachedUnits;  // rows up to this many units (K <= 2048) get one warp, all cached
@@ -55,17 +55,28 @@ __device__ __forceinline__ float unit_amax(Unit unit) {
   return amax;
 }
 
+// round_half_even(x / scale) exactly as with IEEE division, at the cost of a multiply: x * inv is within ~1 ulp of
+// the true quotient, so both round to the same integer unless the quotient is within a few ulp of a half-integer;
+// only then (rarely) is the exact division done. For |quotient| <= 128: |r - exact| < 2.7e-5 < 6.2e-5.
+__device__ __forceinline__ int round_quotient(float x, float scale, float inv) {
+  float const r = x * inv;
+  float const frac = r - floorf(r);
+  bool const near_tie = fabsf(frac - 0.5f) < 6.2e-5f;
+  return __float2int_rn(near_tie ? __fdiv_rn(x, scale) : r);
+}
+
 template <class T>
 __device__ __forceinline__ uint4 quantize_unit(Unit unit, float scale) {
   float f[kUnitElems];
   unpack<T>(unit, f);
+  float const inv = __frcp_rn(scale);
   uint32_t words[4];
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
     words[j] = 0;
 #pragma unroll
     for (int b = 0; b < 4; ++b) {
-      int q = __float2int_rn(__fdiv_rn(f[4 * j + b], scale));
+      int q = round_quotient(f[4 * j + b], scale, inv);
       q = min(max(q, -127), 127);
       words[j] |= (static_cast<uint32_t>(q) & 0xFFu) << (8 * b);  // little-endian: element 4j+b is byte 4j+b
     }
