@@ -79,12 +79,13 @@ def test_ties_round_half_to_even(k, dtype):
 def test_extremes(dtype):
     finfo = torch.finfo(dtype)
     k = 4096
-    x = random_rows(4, k, dtype, seed=7).float()
+    x = random_rows(5, k, dtype, seed=7).float()
     x[0, 5] = finfo.max                      # largest finite activation
-    x[1] = finfo.tiny * torch.sign(x[1])     # all rows at the smallest normal: scale becomes subnormal in fp32
+    x[1] = torch.randn(k, generator=torch.Generator().manual_seed(1)) * finfo.tiny  # bf16: subnormal scale, 1/scale = inf
     x[2, :: 2] = finfo.smallest_normal * 0.5  # subnormal inputs beside normal ones
     x[3] = 0
     x[3, -1] = -1.0                          # a single nonzero element, negative
+    x[4] = finfo.tiny * torch.sign(x[4])     # every element at the smallest normal magnitude
     assert_bit_exact(x.to(dtype))
 
 

@@ -177,8 +177,8 @@ def main(argv: list[str] | None = None) -> None:
         configs = select(args.select)
         if args.emit is not None:
             emit(args.emit, configs, args.template)
-    except ValueError as err:
-        parser.error(str(err))
+    except ValueError as err:  # one clear line (CMake shows it as the configure error), no usage text
+        raise SystemExit(f"{parser.prog}: error: {err}") from None
     print("\n".join(config.id for config in configs))  # CMake reads the emitted ids from stdout
 
 
