@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Per-token symmetric INT8 activation quantization, bit-exact with quantize_act_reference (docs/architecture.md):
 //   amax = max |x| in fp32,  scale = amax / 127 (IEEE division; 1 for an all-zero row),
-//   q = clamp(round_half_even(x / scale), -127, 127)   (true division: a reciprocal multiply differs in the last bit)
+//   q = clamp(round_half_even(x / scale), -127, 127)   (as with true division: see round_quotient)
 // Finite inputs only: fmaxf drops NaN where torch.amax propagates it.
 #pragma once
 
@@ -61,8 +61,9 @@ __device__ __forceinline__ float unit_amax(Unit unit) {
 __device__ __forceinline__ int round_quotient(float x, float scale, float inv) {
   float const r = x * inv;
   float const frac = r - floorf(r);
-  bool const near_tie = fabsf(frac - 0.5f) < 6.2e-5f;
-  return __float2int_rn(near_tie ? __fdiv_rn(x, scale) : r);
+  // Written so that NaN takes the exact path: for a subnormal scale (bf16 rows below ~3.7e-37) 1/scale is inf.
+  bool const far_from_tie = fabsf(frac - 0.5f) >= 6.2e-5f;
+  return __float2int_rn(far_from_tie ? r : __fdiv_rn(x, scale));
 }
 
 template <class T>
