@@ -117,13 +117,13 @@ def test_winners_cache_entries_and_heuristic_table():
 
     base = dispatch.heuristic_table()
     table = heuristic_from_results(results, base, {"status": "tuned"})
-    assert table.meta == {"status": "tuned"} and (table.m_max, table.n_max) == (base.m_max, base.n_max)
+    assert table.meta == {"status": "tuned"} and (table.m_max, table.size_max) == (base.m_max, base.size_max)
     # cell (m <= 8, n <= 4096): slowdowns vs each point's best are a 1.25x, 1x and b 1x, 1.2x;
     # geometric means a 1.118 > b 1.095, so b wins
     assert table.configs[0][0] == b
     assert table.configs[0][-1] == a  # n = 57344: c failed there, a is fastest
     changed = {(i, j) for i, row in enumerate(table.configs) for j, cfg in enumerate(row) if cfg != base.configs[i][j]}
-    assert changed <= {(0, 0), (0, len(base.n_max) - 1)}  # every other cell keeps the committed choice
+    assert changed <= {(0, 0), (0, len(base.size_max) - 1)}  # every other cell keeps the committed choice
     assert dispatch.HeuristicTable.from_json(json.loads(table.to_json())) == table
 
 
@@ -200,7 +200,7 @@ def test_tune_flow_on_cpu_with_a_fake_gpu(capsys, monkeypatch, tmp_path):
                for row in rows if row["config"] == broken)
     tuned_table = dispatch.heuristic_table(str(table))
     assert tuned_table.meta["status"] == "tuned"
-    assert tuned_table.lookup(1, 256) == chosen[0] and tuned_table.lookup(40, 256) == chosen[0]
+    assert tuned_table.lookup(1, 256, 384) == chosen[0] and tuned_table.lookup(40, 256, 384) == chosen[0]
     assert "winners" in out and "256x384" in out
 
 

@@ -71,21 +71,23 @@ def check_config(config_id: str, out_dtype) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class HeuristicTable:
-    """A config per (m bucket, n class): `configs[i][j]` serves m <= m_max[i] and n <= n_max[j] (the first bucket
-    that fits; the last bound is unbounded, `null` in JSON). Only the tile and schedule of an id matter: its
-    output dtype is replaced by the requested one, as the epilogue type does not change the best tiling."""
+    """A config per (m bucket, weight-size class): `configs[i][j]` serves m <= m_max[i] and n*k <= size_max[j]
+    weights (the first bucket that fits; the last bound is unbounded, `null` in JSON). The weight size, not n
+    alone, says how many tiles and k-blocks there are to spread over the SMs. Only the tile and schedule of an id
+    matter: its output dtype is replaced by the requested one, as the epilogue type does not change the best
+    tiling."""
 
     m_max: tuple[float, ...]
-    n_max: tuple[float, ...]
+    size_max: tuple[float, ...]
     configs: tuple[tuple[str, ...], ...]
     meta: dict = dataclasses.field(default_factory=dict, compare=False)
 
-    def cell(self, m: int, n: int) -> tuple[int, int]:
+    def cell(self, m: int, n: int, k: int) -> tuple[int, int]:
         return (min(bisect.bisect_left(self.m_max, m), len(self.m_max) - 1),
-                min(bisect.bisect_left(self.n_max, n), len(self.n_max) - 1))
+                min(bisect.bisect_left(self.size_max, n * k), len(self.size_max) - 1))
 
-    def lookup(self, m: int, n: int) -> str:
-        i, j = self.cell(m, n)
+    def lookup(self, m: int, n: int, k: int) -> str:
+        i, j = self.cell(m, n, k)
         return self.configs[i][j]
 
     @classmethod
@@ -93,10 +95,10 @@ class HeuristicTable:
         def bounds(values):
             return tuple(math.inf if v is None else int(v) for v in values)
 
-        table = cls(bounds(data["m_max"]), bounds(data["n_max"]), tuple(tuple(row) for row in data["configs"]),
-                    {key: value for key, value in data.items() if key not in ("m_max", "n_max", "configs")})
-        if len(table.configs) != len(table.m_max) or any(len(row) != len(table.n_max) for row in table.configs):
-            raise ValueError("heuristic table: configs must have one row per m_max and one column per n_max")
+        table = cls(bounds(data["m_max"]), bounds(data["size_max"]), tuple(tuple(row) for row in data["configs"]),
+                    {key: value for key, value in data.items() if key not in ("m_max", "size_max", "configs")})
+        if len(table.configs) != len(table.m_max) or any(len(row) != len(table.size_max) for row in table.configs):
+            raise ValueError("heuristic table: configs must have one row per m_max and one column per size_max")
         for config_id in {c for row in table.configs for c in row}:
             TileConfig.parse(config_id)  # a typo in the table fails here, not on some rare shape
         return table
@@ -107,7 +109,7 @@ class HeuristicTable:
             return [None if math.isinf(v) else v for v in values]
 
         fields = [f" {json.dumps(key)}: {json.dumps(value)}" for key, value in self.meta.items()]
-        fields += [f' "m_max": {json.dumps(bounds(self.m_max))}', f' "n_max": {json.dumps(bounds(self.n_max))}']
+        fields += [f' "m_max": {json.dumps(bounds(self.m_max))}', f' "size_max": {json.dumps(bounds(self.size_max))}']
         rows = ",\n".join("  " + json.dumps(list(row)) for row in self.configs)
         return "{\n" + ",\n".join(fields) + ',\n "configs": [\n' + rows + "\n ]\n}\n"
 
@@ -176,7 +178,7 @@ def _check_dims(m, n, k, group_size) -> None:
 def heuristic_config(m: int, n: int, k: int, group_size: int, out_dtype) -> str:
     """The heuristic table's choice for this problem (ignoring any tuning cache), mapped onto a compiled config."""
     _check_dims(m, n, k, group_size)
-    return _resolve(heuristic_table().lookup(m, n), normalize_out(out_dtype))
+    return _resolve(heuristic_table().lookup(m, n, k), normalize_out(out_dtype))
 
 
 @functools.lru_cache(maxsize=1 << 16)

@@ -299,7 +299,7 @@ def heuristic_from_results(results: list[Result], base: dispatch.HeuristicTable,
             times.setdefault((r.problem, r.m), {})[r.config] = r.us
     cells: dict[tuple[int, int], list[dict[str, float]]] = {}
     for (problem, m), by_config in times.items():
-        cells.setdefault(base.cell(m, problem.n), []).append(by_config)
+        cells.setdefault(base.cell(m, problem.n, problem.k), []).append(by_config)
     rows = [list(row) for row in base.configs]
     for (i, j), points in cells.items():
         common = set.intersection(*(set(p) for p in points))
