@@ -47,8 +47,7 @@ def _level1_(w: torch.Tensor, amax: torch.Tensor) -> torch.Tensor:
     s1 = amax / torch.full_like(amax, LEVEL1_MAX)
     # All-zero rows (and rows so tiny that max|w| / 119 underflows to 0) get s1 = 1, hence w1 = 0.
     s1 = torch.where(s1 > 0, s1, torch.ones_like(s1))
-    # The quotient in float64 (exact-rounded on every device), so CPU and GPU agree bit for bit on near-ties.
-    w.copy_(w.double().div_(s1.double()[:, None]).round_().clamp_(-LEVEL1_MAX, LEVEL1_MAX))
+    w.div_(s1[:, None]).round_().clamp_(-LEVEL1_MAX, LEVEL1_MAX)  # tensor / tensor: IEEE division on any device
     return s1
 
 
