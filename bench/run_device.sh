@@ -25,6 +25,12 @@ step_build() {
   grep -E "registers|spill" "$OUT/build.log" | sort | uniq -c | sort -rn | head -20
   python3 -c "import liquidgemm, liquidgemm._native as n; print(n.is_available(), n.unavailable_reason(), len(n.configs()))"
 }
+step_peer() {  # CUTLASS's own mixed-input GEMM, benchmark-only (bench/cutlass_peer)
+  local t0=$SECONDS
+  python3 -m pip install -v --no-build-isolation --no-deps ./bench/cutlass_peer >"$OUT/peer_build.log" 2>&1 ||
+    { tail -40 "$OUT/peer_build.log"; return 1; }
+  echo "peer build: $((SECONDS - t0)) s"
+}
 step_test() { timeout -s KILL 420 python3 -m pytest tests -q -m gpu --timeout 120 -p no:cacheprovider 2>&1 | tee "$OUT/pytest_gpu.log" | tail -40; }
 step_sass() {
   local so
