@@ -5,9 +5,12 @@ bf16 vs liquidgemm W4A8 (``quantize_model``, lm_head kept in bf16), eager and to
     python bench/e2e_llama.py --layers 4            # fast: 4 decoder layers, 32-layer numbers extrapolated
     python bench/e2e_llama.py --modes bf16_eager,w4a8_compile --batches 1,8
     python bench/e2e_llama.py --overhead            # host us per call: w4a8_linear vs F.linear, tiny problem
+    python bench/e2e_llama.py --device cpu --tiny --modes bf16_eager --context 32 --prefill 64   # smoke test
 
 Decode: a static KV cache filled with ``--context`` prompt tokens; every timed step decodes one token per sequence
 at the same position (fixed context length, static shapes, CUDA-graph friendly). tokens/s = batch / step time.
+Transformers >= 5 static caches ignore positions and write where their own fill counter points, so every timed call
+first rewinds that counter (inside the timed, compiled function, where it is one more op of the CUDA graph).
 Prefill: latency of one forward over ``--prefill`` tokens at batch 1. Modes: ``{bf16,w4a8}_{eager,compile}``;
 ``compile`` = ``torch.compile(mode="reduce-overhead", fullgraph=True)`` (CUDA graphs through cudagraph trees).
 With ``--layers L < 32`` the 32-layer step time is extrapolated as ``t_rest + (t_L - t_rest) * 32 / L``, where
@@ -18,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import inspect
 import json
+import platform
 import re
 import subprocess
 import sys
@@ -37,82 +42,110 @@ except ImportError:
 LLAMA3_8B = dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
                  num_key_value_heads=8, vocab_size=128256, max_position_embeddings=8192, rope_theta=500000.0,
                  rms_norm_eps=1e-5, tie_word_embeddings=False)
-FULL_LAYERS = LLAMA3_8B["num_hidden_layers"]
+TINY = dict(LLAMA3_8B, hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, vocab_size=1024, max_position_embeddings=4096)  # CPU smoke runs (--tiny)
 MODES = ("bf16_eager", "bf16_compile", "w4a8_eager", "w4a8_compile")
 
 
 # ---- model -------------------------------------------------------------------------------------------------------
-def build_model(layers: int, device="cuda"):
+def build_model(layers: int, device="cuda", shape: dict = LLAMA3_8B):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(**{**LLAMA3_8B, "num_hidden_layers": layers})
+    config = LlamaConfig(**{**shape, "num_hidden_layers": layers})
     config._attn_implementation = "sdpa"
     torch.manual_seed(0)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16)
     try:
-        with torch.device(device):  # initialise on the GPU: seconds instead of minutes on the CPU
+        with torch.device(device):  # initialise in place: seconds on the GPU instead of minutes on the CPU
             model = LlamaForCausalLM(config)
     finally:
         torch.set_default_dtype(previous)
+    model.cache_keyword = cache_keyword(model)  # resolved here: inspect cannot run inside a fullgraph compile
     return model.eval()
 
 
-def static_cache(model, batch: int, max_len: int):
+def static_cache(model, max_len: int):
     from transformers import StaticCache
 
-    cache = StaticCache(config=model.config, max_cache_len=max_len)
-    # transformers >= 5 allocates lazily on first update; older versions need batch/device/dtype up front
-    return cache
+    # transformers >= 5 allocates the tensors lazily on the first update (batch, device and dtype from the states)
+    return StaticCache(config=model.config, max_cache_len=max_len)
 
 
-def forward(model, ids, cache, position):
-    return model(input_ids=ids, past_key_values=cache, cache_position=position, use_cache=True,
-                 logits_to_keep=1).logits
+def cache_keyword(model) -> str:
+    """The forward argument that takes the cache: ``cache`` in newer transformers (5.24), ``past_key_values`` in older
+    ones (5.17); newer ones still take the old name, but through a deprecation wrapper best kept out of a compile."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
-def cuda_time(fn, iters: int, warmup: int) -> float:
-    """Mean seconds per call of ``fn`` (CUDA events around ``iters`` back-to-back calls)."""
+def rewind(cache, length: int) -> None:
+    """Make the next update write at token ``length``. Transformers >= 5 static layers ignore positions and write at
+    their own ``cumulative_length`` counter (advanced in place by each update), so repeating one step at a fixed
+    position means resetting it. Two fused in-place ops, so compiled steps keep them in their CUDA graph."""
+    counters = [getattr(layer, "cumulative_length", None) for layer in cache.layers]
+    if not all(isinstance(c, torch.Tensor) for c in counters):
+        raise RuntimeError("this transformers' StaticCache layers have no cumulative_length tensor; "
+                           "e2e_llama.py supports transformers 5.x static caches")
+    torch._foreach_zero_(counters)
+    torch._foreach_add_(counters, length)
+
+
+def forward(model, ids, cache, position: int):
+    """Logits of the last token of ``ids`` (batch, tokens), whose first token sits at ``position`` in ``cache``."""
+    rewind(cache, position)
+    positions = torch.arange(position, position + ids.shape[1], device=ids.device).unsqueeze(0)
+    return model(input_ids=ids, position_ids=positions, use_cache=True, logits_to_keep=1,
+                 **{model.cache_keyword: cache}).logits
+
+
+def device_time(fn, iters: int, warmup: int, device: torch.device) -> float:
+    """Mean seconds per call of ``fn`` over ``iters`` back-to-back calls (CUDA events on a GPU, a wall clock else)."""
     for _ in range(warmup):
         fn()
-    torch.cuda.synchronize()
+    if device.type != "cuda":
+        start = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        return (time.perf_counter() - start) / iters
+    torch.cuda.synchronize(device)
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     start.record()
     for _ in range(iters):
         fn()
     end.record()
-    torch.cuda.synchronize()
+    torch.cuda.synchronize(device)
     return start.elapsed_time(end) / 1e3 / iters
 
 
 @torch.no_grad()
 def decode_step_time(model, step_fn, batch: int, context: int, iters: int, warmup: int) -> float:
-    cache = static_cache(model, batch, context + 16)
-    prompt = torch.randint(0, model.config.vocab_size, (batch, context), device="cuda")
-    forward(model, prompt, cache, torch.arange(context, device="cuda"))  # fill the cache (eager)
-    ids = torch.randint(0, model.config.vocab_size, (batch, 1), device="cuda")
-    position = torch.tensor([context], device="cuda")
-    return cuda_time(lambda: step_fn(model, ids, cache, position), iters, warmup)
+    device = model.device
+    cache = static_cache(model, context + 16)
+    prompt = torch.randint(0, model.config.vocab_size, (batch, context), device=device)
+    forward(model, prompt, cache, 0)  # fill the cache (eager)
+    ids = torch.randint(0, model.config.vocab_size, (batch, 1), device=device)
+    return device_time(lambda: step_fn(model, ids, cache, context), iters, warmup, device)
 
 
 @torch.no_grad()
 def prefill_time(model, step_fn, tokens: int, iters: int, warmup: int) -> float:
-    cache = static_cache(model, 1, tokens)
-    ids = torch.randint(0, model.config.vocab_size, (1, tokens), device="cuda")
-    position = torch.arange(tokens, device="cuda")
-    return cuda_time(lambda: step_fn(model, ids, cache, position), iters, warmup)
+    device = model.device
+    cache = static_cache(model, tokens)
+    ids = torch.randint(0, model.config.vocab_size, (1, tokens), device=device)
+    forward(model, ids, cache, 0)  # allocate the cache eagerly: compiled steps need its static addresses
+    return device_time(lambda: step_fn(model, ids, cache, 0), iters, warmup, device)
 
 
 @torch.no_grad()
 def rest_time(model, batch: int, tokens: int, iters: int) -> float:
     """Embedding + final norm + lm_head (the part that does not scale with the layer count), eager."""
-    ids = torch.randint(0, model.config.vocab_size, (batch, tokens), device="cuda")
+    ids = torch.randint(0, model.config.vocab_size, (batch, tokens), device=model.device)
 
     def rest():
         h = model.model.embed_tokens(ids)
         return model.lm_head(model.model.norm(h)[:, -1:])
 
-    return cuda_time(rest, iters, 3)
+    return device_time(rest, iters, 3, model.device)
 
 
 # ---- runs ----------------------------------------------------------------------------------------------------------
@@ -120,14 +153,16 @@ def run_modes(args) -> list[dict]:
     from liquidgemm.nn import quantize_model
 
     entries = []
-    model = build_model(args.layers)
-    scale = FULL_LAYERS / args.layers
+    shape = TINY if args.tiny else LLAMA3_8B
+    full_layers = shape["num_hidden_layers"]
+    model = build_model(args.layers, args.device, shape)
+    scale = full_layers / args.layers
     rest = {}
 
     def record(mode, metric, batch, tokens, seconds):
         entry = {"mode": mode, "metric": metric, "batch": batch, "tokens": tokens, "layers": args.layers,
                  "seconds_measured": seconds}
-        if args.layers != FULL_LAYERS:
+        if args.layers != full_layers:
             key = (batch, tokens)
             if key not in rest:
                 rest[key] = rest_time(model, batch, tokens, 20)
@@ -136,14 +171,15 @@ def run_modes(args) -> list[dict]:
         entry["seconds"] = seconds
         entry["tokens_per_s"] = batch * tokens / seconds
         entries.append(entry)
-        note = f" (extrapolated to {FULL_LAYERS} layers)" if entry.get("extrapolated") else ""
+        note = f" (extrapolated to {full_layers} layers)" if entry.get("extrapolated") else ""
         print(f"{mode:13s} {metric:8s} batch {batch:3d}: {seconds * 1e3:9.3f} ms  "
               f"{entry['tokens_per_s']:11.1f} tok/s{note}", flush=True)
 
     for mode in [m for m in MODES if m in args.modes]:
         if mode.startswith("w4a8") and not getattr(model, "_liquidgemm", False):
             torch._dynamo.reset()
-            torch.cuda.empty_cache()
+            if model.device.type == "cuda":
+                torch.cuda.empty_cache()
             print(quantize_model(model, group_size=args.group_size, progress=False), flush=True)
             model._liquidgemm = True
         step = forward
@@ -206,11 +242,15 @@ def run_overhead(iters: int) -> list[dict]:
 
 
 # ---- output ----------------------------------------------------------------------------------------------------------
-def gpu_slug() -> str:
-    return re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name().lower()).strip("-")
+def device_name(device: str) -> str:
+    return torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else platform.processor() or "cpu"
 
 
-def metadata() -> dict:
+def device_slug(device: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", device_name(device).lower()).strip("-")
+
+
+def metadata(device: str) -> dict:
     import transformers
 
     try:
@@ -218,7 +258,7 @@ def metadata() -> dict:
                                 text=True).stdout.strip()
     except OSError:
         commit = ""
-    return {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "transformers": transformers.__version__,
+    return {"gpu": device_name(device), "torch": torch.__version__, "transformers": transformers.__version__,
             "cuda": torch.version.cuda, "commit": commit, "date": datetime.datetime.now().isoformat(timespec="seconds")}
 
 
@@ -264,7 +304,8 @@ def plot(data: dict, path: Path) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--layers", type=int, default=FULL_LAYERS, help="decoder layers to build (<= 32)")
+    parser.add_argument("--layers", type=int, default=None, help="decoder layers to build (default and most: 32, "
+                        "or 2 with --tiny)")
     parser.add_argument("--modes", default=",".join(MODES), help="comma list of " + ", ".join(MODES))
     parser.add_argument("--batches", default="1,8,32,64", help="decode batch sizes")
     parser.add_argument("--context", type=int, default=512, help="prompt tokens in the KV cache while decoding")
@@ -275,11 +316,18 @@ def main(argv=None) -> None:
     parser.add_argument("--overhead", action="store_true", help="only the host-overhead microbenchmark")
     parser.add_argument("--overhead-iters", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=None, help="results dir (default bench/results/<gpu>)")
+    parser.add_argument("--device", default="cuda", help="torch device (cpu: smoke runs, bf16 modes only)")
+    parser.add_argument("--tiny", action="store_true", help=f"a {TINY['num_hidden_layers']}-layer, "
+                        f"{TINY['hidden_size']}-wide Llama instead of Llama-3-8B (smoke runs)")
     args = parser.parse_args(argv)
-    if not torch.cuda.is_available():
-        sys.exit("e2e_llama.py needs a CUDA GPU (an sm_90 one for the liquidgemm modes)")
-    if not 1 <= args.layers <= FULL_LAYERS:
-        parser.error(f"--layers must be in [1, {FULL_LAYERS}]")
+    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+        sys.exit("e2e_llama.py needs a CUDA GPU (an sm_90 one for the liquidgemm modes); --device cpu for a smoke run")
+    if args.overhead and torch.device(args.device).type != "cuda":
+        parser.error("--overhead times CUDA calls; it needs --device cuda")
+    full_layers = (TINY if args.tiny else LLAMA3_8B)["num_hidden_layers"]
+    args.layers = full_layers if args.layers is None else args.layers
+    if not 1 <= args.layers <= full_layers:
+        parser.error(f"--layers must be in [1, {full_layers}]")
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = set(args.modes) - set(MODES)
     if unknown:
@@ -287,8 +335,9 @@ def main(argv=None) -> None:
     args.batches = [int(b) for b in args.batches.split(",")]
 
     entries = run_overhead(args.overhead_iters) if args.overhead else run_modes(args)
-    out = args.out or ROOT / "bench" / "results" / gpu_slug()
-    data = merge(out / "e2e_llama.json", entries, {**metadata(), "argv": sys.argv[1:]})
+    out = args.out or ROOT / "bench" / "results" / device_slug(args.device)
+    data = merge(out / "e2e_llama.json", entries, {**metadata(args.device), "argv": sys.argv[1:] if argv is None
+                                                    else list(argv)})
     plot(data, out / "e2e_llama.png")
     print(f"wrote {out / 'e2e_llama.json'}")
 
