@@ -12,9 +12,6 @@ function(liquidgemm_compile_flags target)
     CUDA_RUNTIME_LIBRARY Static       # the wheel must not depend on the toolkit's libcudart version
     POSITION_INDEPENDENT_CODE ON
     CUDA_SEPARABLE_COMPILATION OFF)
-  # Programmatic dependent launch: a GEMM's prologue (barrier init, descriptor prefetch) overlaps the tail of the
-  # kernel before it; its producer waits on the previous grid before the first load (CUTLASS's GDC hooks).
-  target_compile_definitions(${target} PRIVATE CUTLASS_ENABLE_GDC_FOR_SM90=1)
   target_compile_options(${target} PRIVATE
     $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr -lineinfo>
     $<$<AND:$<COMPILE_LANGUAGE:CUDA>,$<BOOL:${LIQUIDGEMM_PTXAS_VERBOSE}>>:-Xptxas=-v>

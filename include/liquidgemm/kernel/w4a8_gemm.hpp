@@ -120,9 +120,8 @@ Status run_gemm(GemmArgs const& a) {
     return Status::error("workspace initialization failed");
   }
   auto params = Kernel::to_underlying_arguments(args, a.workspace);
-  // Launched as a programmatic dependent of the previous kernel on the stream (see cmake/CompilerFlags.cmake):
-  // safe because the producer waits for that grid to complete before it reads anything.
-  if (Gemm::run(params, a.stream, /*cuda_adapter=*/nullptr, /*launch_with_pdl=*/true) != cutlass::Status::kSuccess) {
+  // No programmatic dependent launch: CUTLASS 4.2's stream-K scheduler does not compile with its GDC hooks on.
+  if (Gemm::run(params, a.stream) != cutlass::Status::kSuccess) {
     return Status::error("kernel launch failed");
   }
   cudaError_t err = cudaGetLastError();
