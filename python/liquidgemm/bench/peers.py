@@ -300,7 +300,7 @@ class CutlassInt4Fp8(_CutlassPeer):
 
     def run(self, operands):
         x_fp8, x_scale, prepared, _ = operands
-        return load_cutlass_peer()[0].gemm_int4_fp8(x_fp8, x_scale, prepared)
+        return load_cutlass_peer()[0].gemm_int4_fp8(x_fp8, prepared, x_scale)
 
 
 PEERS: dict[str, type[Peer]] = {
