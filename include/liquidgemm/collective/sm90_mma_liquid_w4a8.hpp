@@ -38,8 +38,6 @@ struct MainloopLiquidW4A8 {
   static constexpr int kTileK = size<2>(TileShape{});
   static constexpr int kSlices = kTileM / format::kSliceRows;      // consumer warp groups along M
   static constexpr int kKSteps = kTileK / 32;                      // RS-WGMMA k-steps per stage
-  // Accumulator sets the k-steps rotate through (see mma()): as many as registers allow (4 x 16 for N <= 32).
-  static constexpr int kAccumSets = kTileN <= 32 ? 4 : (kTileN <= 64 ? 2 : 1);
 
   static_assert(kTileK == format::kBlockK, "one pipeline stage holds exactly one packed k-block");
   static_assert(kTileM % format::kSliceRows == 0, "the weight tile is made of whole 64-row slices");
@@ -246,34 +244,14 @@ struct MainloopLiquidW4A8 {
         }
       }
     };
-    // Independent accumulator sets: the k-steps of a stage go to different sets, so their WGMMAs do not wait on
-    // each other's results. With small token tiles a WGMMA is short and a chain of four dependent ones (not
-    // the memory) would bound the time per stage. The sets are summed (exact int32) at the end.
-    Tensor accum1 = make_fragment_like(accum);
-    Tensor accum2 = make_fragment_like(accum);
-    Tensor accum3 = make_fragment_like(accum);
-    auto for_each_set = [&](auto&& f) {
-      f(accum);
-      if constexpr (kAccumSets > 1) f(accum1);
-      if constexpr (kAccumSets > 2) { f(accum2); f(accum3); }
-    };
-    for_each_set([](auto& acc) { clear(acc); });
-    for_each_set([](auto& acc) { warpgroup_fence_operand(acc); });
-    tiled_mma.accumulate_ = GMMA::ScaleOut::One;
-
     // All k-steps of one stage as one WGMMA batch.
     auto issue_stage = [&](int stage, auto& frag) {
       warpgroup_arrive();
-      cute::for_each(make_int_sequence<kKSteps>{}, [&](auto ks) {
-        constexpr int set = decltype(ks)::value % kAccumSets;
-        auto& acc = [&]() -> auto& {
-          if constexpr (set == 0) return accum;
-          else if constexpr (set == 1) return accum1;
-          else if constexpr (set == 2) return accum2;
-          else return accum3;
-        }();
-        cute::gemm(tiled_mma, frag(_, _, ks), tCrB(_, _, ks, stage), acc);
-      });
+      CUTLASS_PRAGMA_UNROLL
+      for (int ks = 0; ks < kKSteps; ++ks) {
+        cute::gemm(tiled_mma, frag(_, _, ks), tCrB(_, _, ks, stage), accum);
+        tiled_mma.accumulate_ = GMMA::ScaleOut::One;
+      }
       warpgroup_commit_batch();
     };
 
@@ -282,6 +260,8 @@ struct MainloopLiquidW4A8 {
     // WGMMA batch in flight was issued in the same iteration: ptxas can then prove the writes safe instead of
     // serializing every WGMMA.
     PipelineState smem_pipe_release = smem_pipe_read;
+    tiled_mma.accumulate_ = GMMA::ScaleOut::Zero;
+    warpgroup_fence_operand(accum);
     pipeline.consumer_wait(smem_pipe_read);
     dequant_stage(smem_pipe_read.index(), tCrA0);
 
@@ -303,15 +283,6 @@ struct MainloopLiquidW4A8 {
     if (step(tCrA0, tCrA1, false)) {
       CUTLASS_PRAGMA_NO_UNROLL
       while (step(tCrA1, tCrA0, true) && step(tCrA0, tCrA1, true)) {
-      }
-    }
-    if constexpr (kAccumSets > 1) {
-      warpgroup_wait<0>();  // the sets are read below; mma_tail's wait then finds nothing in flight
-      for_each_set([](auto& acc) { warpgroup_fence_operand(acc); });
-      CUTLASS_PRAGMA_UNROLL
-      for (int i = 0; i < size(accum); ++i) {
-        accum(i) += accum1(i);
-        if constexpr (kAccumSets > 2) accum(i) += accum2(i) + accum3(i);
       }
     }
     warpgroup_fence_operand(accum);
