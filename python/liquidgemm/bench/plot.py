@@ -80,16 +80,21 @@ def _draw(path: Path, points: Sequence[Point], value, ylabel: str, title: str, *
             extra(ax, group)
         first = group[0]
         ax.set_title(f"{name}" + (f"  (N={first.n}, K={first.k})" if first.n is not None else ""), fontsize=10)
-        _m_axis(ax, group)
-        if log_y:
-            ax.set_yscale("log")
-        ax.set_ylabel(ylabel)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
+        _decorate(ax, group, ylabel, log_y, legend_size=7)
     fig.suptitle(title)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     return path
+
+
+def _decorate(ax, points: Sequence[Point], ylabel: str, log_y: bool, legend_size: int) -> None:
+    """The common axis dressing of every panel: measured Ms on x, optional log y, grid, legend."""
+    _m_axis(ax, points)
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=legend_size)
 
 
 def _roofline_line(ax, group: Sequence[Point]) -> None:
@@ -133,12 +138,7 @@ def plot_layer(points: Sequence[Point], path: str | Path, title: str = "") -> Pa
     ):
         for peer, (xs, ys) in _series(points, value).items():
             ax.plot(xs, ys, label=peer, **_style(peer))
-        _m_axis(ax, points)
-        if log_y:
-            ax.set_yscale("log")
-        ax.set_ylabel(ylabel)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        _decorate(ax, points, ylabel, log_y, legend_size=8)
     right.axhline(1.0, color="k", linewidth=0.8, linestyle="--")
     fig.suptitle(title or points[0].problem)
     path = Path(path)
