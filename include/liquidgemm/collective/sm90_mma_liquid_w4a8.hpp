@@ -190,7 +190,8 @@ struct MainloopLiquidW4A8 {
     }
   }
 
-  // Consumer: per k-step, issue the async WGMMA, then dequantize the next k-step's A registers while it runs.
+  // Consumer: per stage, issue its WGMMAs as one async batch, then dequantize the next stage into the other A
+  // register set while they run.
   template <class FrgTensorC>
   CUTLASS_DEVICE void mma(MainloopPipeline pipeline, PipelineState smem_pipe_read, FrgTensorC& accum,
                           int k_tile_count, int thread_idx, TensorStorage& shared_tensors, Params const& params) {
