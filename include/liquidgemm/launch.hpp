@@ -18,7 +18,8 @@ struct GemmArgs {
   const float* s1 = nullptr;            // [n] per-channel scale
   const float* bias = nullptr;          // [n] or nullptr
   void* out = nullptr;                  // [m, n] row-major; bf16 / f16, or int32 for the debug config
-  void* workspace = nullptr;            // gemm_workspace_size() bytes, 16-byte aligned (may be null if 0)
+  void* workspace = nullptr;            // gemm_workspace_size() bytes, 16-byte aligned (may be null if 0);
+                                        // kernels/module.cpp checks the size before every launch
   int64_t m = 0, n = 0, k = 0;
   int group_size = 128;                 // 64, or a multiple of 128 that divides k (k = per-channel)
   cudaStream_t stream = nullptr;

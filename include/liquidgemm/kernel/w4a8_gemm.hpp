@@ -107,9 +107,6 @@ Status run_gemm(GemmArgs const& a) {
   if (!Kernel::can_implement(args)) {
     return Status::error("problem not supported by this kernel config (shape, group size or alignment)");
   }
-  if (Kernel::get_workspace_size(args) > 0 && a.workspace == nullptr) {
-    return Status::error("this kernel config needs a workspace (see gemm_workspace_size)");
-  }
   // Raise the kernel's dynamic shared-memory limit once per process (not per call: it is host overhead).
   static cudaError_t const smem_attribute = cudaFuncSetAttribute(
       cutlass::device_kernel<Kernel>, cudaFuncAttributeMaxDynamicSharedMemorySize, Kernel::SharedStorageSize);
