@@ -128,6 +128,22 @@ def decode_step_time(model, step_fn, batch: int, context: int, iters: int, warmu
 
 
 @torch.no_grad()
+def decode_kernel_table(model, step_fn, batch: int, context: int, steps: int = 5, rows: int = 25) -> str:
+    """Where a decode step's GPU time goes: torch.profiler's kernel table over `steps` steps (after warm-up)."""
+    cache = static_cache(model, context + 16)
+    forward(model, torch.randint(0, model.config.vocab_size, (batch, context), device=model.device), cache, 0)
+    ids = torch.randint(0, model.config.vocab_size, (batch, 1), device=model.device)
+    for _ in range(3):
+        step_fn(model, ids, cache, context)
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            step_fn(model, ids, cache, context)
+        torch.cuda.synchronize()
+    return prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=rows, max_name_column_width=70)
+
+
+@torch.no_grad()
 def prefill_time(model, step_fn, tokens: int, iters: int, warmup: int) -> float:
     device = model.device
     cache = static_cache(model, tokens)
@@ -190,6 +206,8 @@ def run_modes(args) -> list[dict]:
             try:
                 t = decode_step_time(model, step, batch, args.context, args.iters, args.warmup)
                 record(mode, "decode", batch, 1, t)
+                if args.profile and model.device.type == "cuda":
+                    print(decode_kernel_table(model, step, batch, args.context), flush=True)
             except Exception as exc:  # one failing mode must not lose the others
                 entries.append({"mode": mode, "metric": "decode", "batch": batch, "error": repr(exc)[:500]})
                 print(f"{mode} decode batch {batch}: FAILED {exc!r}"[:300], flush=True)
@@ -313,6 +331,8 @@ def main(argv=None) -> None:
     parser.add_argument("--group-size", type=int, default=128)
     parser.add_argument("--iters", type=int, default=30, help="timed decode steps per point")
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--profile", action="store_true", help="also print each decode point's kernel table "
+                        "(torch.profiler, 5 steps)")
     parser.add_argument("--overhead", action="store_true", help="only the host-overhead microbenchmark")
     parser.add_argument("--overhead-iters", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=None, help="results dir (default bench/results/<gpu>)")

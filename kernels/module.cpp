@@ -30,13 +30,16 @@ KernelEntry const& lookup(std::string const& config_id) {
                          "compiled ones (build others with LIQUIDGEMM_CONFIGS, see README)").c_str());
 }
 
+bool programmatic_launch = true;  // set_programmatic_launch(): benchmarks compare both ways in one process
+
 void raise_if_error(Status status, std::string const& where) {
   if (!status.ok) throw std::runtime_error(where + ": " + status.what);
 }
 
-GemmArgs problem(int64_t m, int64_t n, int64_t k, int group_size) {
+GemmArgs problem(int64_t m, int64_t n, int64_t k, int group_size, int splits) {
+  if (splits < 0) throw nb::value_error(("splits: must be >= 0, got " + std::to_string(splits)).c_str());
   GemmArgs args;
-  args.m = m, args.n = n, args.k = k, args.group_size = group_size;
+  args.m = m, args.n = n, args.k = k, args.group_size = group_size, args.splits = splits;
   return args;
 }
 
@@ -48,15 +51,16 @@ std::vector<std::string> configs() {
   return ids;
 }
 
-size_t gemm_workspace_size(std::string const& config_id, int64_t m, int64_t n, int64_t k, int group_size) {
-  return lookup(config_id).workspace_size(problem(m, n, k, group_size));
+size_t gemm_workspace_size(std::string const& config_id, int64_t m, int64_t n, int64_t k, int group_size,
+                           int splits) {
+  return lookup(config_id).workspace_size(problem(m, n, k, group_size, splits));
 }
 
 void gemm(std::string const& config_id, uintptr_t act, uintptr_t act_scale, uintptr_t weight, uintptr_t params,
           uintptr_t s1, uintptr_t bias, uintptr_t out, uintptr_t workspace, size_t workspace_bytes, int64_t m,
-          int64_t n, int64_t k, int group_size, uintptr_t stream) {
+          int64_t n, int64_t k, int group_size, int splits, uintptr_t stream) {
   KernelEntry const& kernel = lookup(config_id);
-  GemmArgs args = problem(m, n, k, group_size);
+  GemmArgs args = problem(m, n, k, group_size, splits);
   // A short workspace would be silent memory corruption, so this one check stays on the hot path.
   size_t const needed = kernel.workspace_size(args);
   if (workspace_bytes < needed) {
@@ -72,6 +76,7 @@ void gemm(std::string const& config_id, uintptr_t act, uintptr_t act_scale, uint
   args.out = ptr<void>(out);
   args.workspace = ptr<void>(workspace);
   args.stream = reinterpret_cast<cudaStream_t>(stream);
+  args.pdl = programmatic_launch;
   raise_if_error(kernel.run(args), config_id);
 }
 
@@ -93,9 +98,12 @@ NB_MODULE(_C, m) {
   m.attr("selection") = LIQUIDGEMM_SELECTION;  // the LIQUIDGEMM_CONFIGS value this module was built with
   m.def("configs", &configs, "Ids of the compiled kernel configs.");
   m.def("gemm", &gemm, "config_id"_a, "act"_a, "act_scale"_a, "weight"_a, "params"_a, "s1"_a, "bias"_a, "out"_a,
-        "workspace"_a, "workspace_bytes"_a, "m"_a, "n"_a, "k"_a, "group_size"_a, "stream"_a,
+        "workspace"_a, "workspace_bytes"_a, "m"_a, "n"_a, "k"_a, "group_size"_a, "splits"_a, "stream"_a,
         "Launch one W4A8 GEMM on `stream` (pointers as ints, bias may be 0).");
-  m.def("gemm_workspace_size", &gemm_workspace_size, "config_id"_a, "m"_a, "n"_a, "k"_a, "group_size"_a,
+  m.def("set_programmatic_launch", [](bool enabled) { programmatic_launch = enabled; }, "enabled"_a,
+        "Launch GEMMs with programmatic dependent launch (default on: the prologue and the weight prefetch overlap "
+        "the previous kernel).");
+  m.def("gemm_workspace_size", &gemm_workspace_size, "config_id"_a, "m"_a, "n"_a, "k"_a, "group_size"_a, "splits"_a,
         "Workspace bytes the config needs for this problem.");
   m.def("quantize_act", &quantize_act, "x"_a, "x_dtype"_a, "x_q"_a, "x_scale"_a, "m"_a, "k"_a, "stream"_a,
         "Per-token symmetric INT8 quantization of x [m, k] ('bf16' or 'f16') on `stream`.");

@@ -56,3 +56,11 @@ def seed() -> int:
     torch.manual_seed(SEED)
     random.seed(SEED)
     return SEED
+
+
+def skip_unless_compiled(out_dtype) -> None:
+    """Skip (with the reason) when this build compiled no config writing `out_dtype` (LIQUIDGEMM_CONFIGS subsets)."""
+    from liquidgemm import dispatch
+
+    if not dispatch.list_configs(out_dtype):
+        pytest.skip(f"this build has no config writing {out_dtype} (LIQUIDGEMM_CONFIGS subset)")

@@ -36,12 +36,13 @@ def test_id_spells_every_field():
 
 def test_config_list_is_the_documented_one():
     ids = [c.id for c in CONFIGS]
-    assert len(ids) == len(set(ids)) == 21
+    assert len(ids) == len(set(ids)) == 29
     for out in ("bf16", "f16"):
         mine = [c for c in CONFIGS if c.out == out]
         assert sorted({c.tile_n for c in mine}) == [8, 16, 32, 64, 128, 256]
         assert all(c.tile_m == 128 and c.schedule == "coop" for c in mine)
         assert sorted(c.tile_n for c in mine if c.scheduler == "streamk") == [8, 16, 32, 64]
+        assert sorted(c.tile_n for c in mine if c.scheduler == "splitk") == [8, 16, 32, 64]
     (s32,) = [c for c in CONFIGS if c.out == "s32"]
     assert (s32.tile_m, s32.tile_n, s32.schedule, s32.scheduler) == (128, 64, "coop", "persist")
     assert re.fullmatch(r"w4a8_sm90_bf16_t128x64x128_c1x1_s\d+_coop_persist", BF16_64)
@@ -49,7 +50,8 @@ def test_config_list_is_the_documented_one():
 
 def test_stages_come_from_the_shared_memory_budget():
     for c in CONFIGS:
-        assert c.stages == stages_that_fit(c.out, c.tile_m, c.tile_n) >= 2, c.id
+        kernel_out = "s32" if c.scheduler == "splitk" else c.out  # split-K tiles store int32 partials
+        assert c.stages == stages_that_fit(kernel_out, c.tile_m, c.tile_n) >= 2, c.id
     for out in ("bf16", "s32"):
         depths = [stages_that_fit(out, 128, tile_n) for tile_n in (8, 16, 32, 64, 128, 256)]
         assert depths == sorted(depths, reverse=True)  # larger activation tiles, fewer stages
@@ -69,7 +71,9 @@ def test_stages_come_from_the_shared_memory_budget():
     ("w4a8_sm90_bf16_t128x12x128_c1x1_s10_coop_persist", "tile_n must be a multiple of 8"),
     ("w4a8_sm90_bf16_t128x264x128_c1x1_s10_coop_persist", "tile_n must be a multiple of 8"),
     ("w4a8_sm90_bf16_t128x64x128_c1x1_s10_wide_persist", "schedule must be one of"),
-    ("w4a8_sm90_bf16_t128x64x128_c1x1_s10_coop_splitk", "scheduler must be one of"),
+    ("w4a8_sm90_bf16_t128x64x128_c1x1_s10_coop_splitq", "scheduler must be one of"),
+    ("w4a8_sm90_s32_t128x64x128_c1x1_s10_coop_splitk", "the s32 debug output uses 'persist'"),
+    ("w4a8_sm90_bf16_t64x64x128_c1x1_s10_pp_splitk", "'splitk' is only implemented for schedule 'coop'"),
     ("w4a8_sm90_bf16_t64x64x128_c1x1_s10_coop_persist", "'coop' needs tile_m == 128"),
     ("w4a8_sm90_bf16_t128x64x128_c1x1_s10_pp_persist", "'pp' needs tile_m == 64"),
     ("w4a8_sm90_bf16_t64x64x128_c1x1_s10_pp_streamk", "'streamk' is only implemented for schedule 'coop'"),

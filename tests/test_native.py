@@ -90,7 +90,7 @@ def test_built_extension_rejects_unknown_configs_and_dtypes():
     with pytest.raises(ValueError, match=r"config_id: unknown config 'nope'.*configs\(\)"):
         _C.gemm("nope", 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 128, 128, 128, 0)
     with pytest.raises(ValueError, match="config_id: unknown config 'nope'"):
-        _C.gemm_workspace_size("nope", 1, 128, 128, 128)
+        _C.gemm_workspace_size("nope", 1, 128, 128, 128, 0)
     with pytest.raises(ValueError, match="x_dtype: must be 'bf16' or 'f16', got 'f32'"):
         _C.quantize_act(0, "f32", 0, 0, 1, 128, 0)
     # rejected on the host before any launch, so this needs no GPU

@@ -3,6 +3,7 @@ torch.compile, CUDA graphs, streams."""
 import pytest
 import torch
 
+from conftest import skip_unless_compiled
 from liquidgemm import ops
 from liquidgemm.quantize import quantize_act_reference, quantize_weight
 from liquidgemm.reference import w4a8_gemm_reference, w4a8_gemm_reference_int32
@@ -168,6 +169,7 @@ def test_kernel_int32_equals_reference(m, group_size):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("bias", [False, True])
 def test_kernel_linear_matches_reference(m, dtype, bias):
+    skip_unless_compiled(dtype)
     x, qw, b = make_problem(m=m, n=512, k=1024, dtype=dtype, bias=bias)
     ref = ops.w4a8_linear(x, qw, bias=b)
     x_q, x_scale = ops.quantize_act(x.cuda())

@@ -51,7 +51,9 @@ def test_dry_run_lists_every_point(capsys, monkeypatch):
                                                    ("llama3-8b/down", 4096, 14336)] for m in (1, 64)]
     for line, (name, n, k, m) in zip(points, expected):
         assert line.split()[:5] == [name, f"n={n}", f"k={k}", "g=128", f"m={m}"]
-        assert f"configs={len(BF16_IDS)}" in line
+        # token tiles far from m are skipped unless --all-configs
+        tiles = [TileConfig.parse(c).tile_n for c in BF16_IDS]
+        assert f"configs={sum(min(m, 256) / 4 <= t <= max(16, 4 * m) for t in tiles)}" in line
         assert "heuristic=" + dispatch.heuristic_config(m, n, k, 128, "bf16").removeprefix("w4a8_sm90_") in line
     assert lines[-1].startswith(f"8 points x {len(BF16_IDS)} configs = {8 * len(BF16_IDS)} measurements")
 

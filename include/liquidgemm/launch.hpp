@@ -22,7 +22,11 @@ struct GemmArgs {
                                         // kernels/module.cpp checks the size before every launch
   int64_t m = 0, n = 0, k = 0;
   int group_size = 128;                 // 64, or a multiple of 128 that divides k (k = per-channel)
+  int splits = 0;                       // stream-K configs: 0 = CUTLASS's stream-K heuristic, s >= 1 = split-K
+                                        // into s slices of k; other configs: must be 0
   cudaStream_t stream = nullptr;
+  bool pdl = true;                      // programmatic dependent launch: overlap this kernel's prologue and weight
+                                        // prefetch with the previous kernel in the stream
 };
 
 // Returned by every entry point; message() is what the binding raises.

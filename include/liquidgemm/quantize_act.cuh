@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "liquidgemm/arch/grid_dependency.hpp"
+
 namespace liquidgemm::act_quant {
 
 constexpr int kThreads = 512;     // per CTA: with kCachedUnits, a CTA-per-row keeps rows up to K = 32768 in registers
@@ -107,6 +109,9 @@ __global__ void __launch_bounds__(kThreads)
     quantize_rows(T const* __restrict__ x, int8_t* __restrict__ x_q, float* __restrict__ x_scale, int64_t m,
                   int64_t k) {
   static_assert(kThreadsPerRow == 32 || kThreadsPerRow == kThreads, "a row is one warp or one whole CTA");
+  // The GEMM that consumes x_q (launched with PDL) may start now: it prefetches its weights meanwhile and waits
+  // for this grid to complete before it reads x_q.
+  arch::allow_dependent_grids();
   constexpr int kRowsPerCta = kThreads / kThreadsPerRow;
   int64_t const row = int64_t(blockIdx.x) * kRowsPerCta + threadIdx.x / kThreadsPerRow;
   int const lane = threadIdx.x % kThreadsPerRow;

@@ -17,7 +17,9 @@ from pathlib import Path
 
 OUT_TYPES = {"bf16": "cutlass::bfloat16_t", "f16": "cutlass::half_t", "s32": "int32_t"}
 SCHEDULES = {"coop": "ScheduleCoop", "pp": "SchedulePingpong"}
-SCHEDULERS = {"persist": "SchedulerPersistent", "streamk": "SchedulerStreamK"}
+# persist: data-parallel persistent tiles; streamk: CUTLASS's stream-K; splitk: K slices as the batch mode of an
+# int32 GEMM + one reduce/scale kernel (decode: fills the SMs when output tiles are few)
+SCHEDULERS = {"persist": "SchedulerPersistent", "streamk": "SchedulerStreamK", "splitk": "SchedulerSplitK"}
 TILE_K = 128  # one packed k-block; fixed by the weight format
 
 _ID_RE = re.compile(
@@ -55,8 +57,11 @@ class TileConfig:
         need_m = {"coop": 128, "pp": 64}[self.schedule]
         if self.tile_m != need_m:
             raise ValueError(f"schedule {self.schedule!r} needs tile_m == {need_m}, got {self.tile_m}")
-        if self.scheduler == "streamk" and self.schedule != "coop":
-            raise ValueError("scheduler 'streamk' is only implemented for schedule 'coop'")
+        if self.scheduler in ("streamk", "splitk") and self.schedule != "coop":
+            raise ValueError(f"scheduler {self.scheduler!r} is only implemented for schedule 'coop'")
+        if self.scheduler == "splitk" and self.out == "s32":
+            raise ValueError("scheduler 'splitk' reduces int32 partials into bf16/f16; the s32 debug output "
+                             "uses 'persist'")
 
     @property
     def id(self) -> str:
@@ -97,15 +102,16 @@ def stages_that_fit(out: str, tile_m: int, tile_n: int, max_stages: int = 24) ->
 
 
 def _coop(out: str, tile_n: int, scheduler: str) -> TileConfig:
-    return TileConfig(out, 128, tile_n, stages_that_fit(out, 128, tile_n), "coop", scheduler)
+    kernel_out = "s32" if scheduler == "splitk" else out  # split-K tiles store int32 partials
+    return TileConfig(out, 128, tile_n, stages_that_fit(kernel_out, 128, tile_n), "coop", scheduler)
 
 
-# THE list. Stream-K only where tiles are small enough that few CTAs would leave SMs idle.
+# THE list. Stream-K and split-K only where tiles are small enough that few CTAs would leave SMs idle.
 CONFIGS: list[TileConfig] = [
     _coop(out, tile_n, scheduler)
     for out in ("bf16", "f16")
     for tile_n in (8, 16, 32, 64, 128, 256)
-    for scheduler in (("persist", "streamk") if tile_n <= 64 else ("persist",))
+    for scheduler in (("persist", "streamk", "splitk") if tile_n <= 64 else ("persist",))
 ] + [_coop("s32", 64, "persist")]  # raw int32 accumulators: the exact debug path
 
 # What CI compiles on a 2-core machine: one production config and the int32 debug config.

@@ -70,22 +70,30 @@ def _stream(t: torch.Tensor) -> int:
     return torch.cuda.current_stream(t.device).cuda_stream
 
 
-def gemm(config: str, x_q, x_scale, packed, params, s1, bias, out, workspace, group_size: int) -> None:
-    """out[M, N] = (x_q · w1'ᵀ) · x_scale[:, None] · s1 (+ bias) with config `config`, on torch's current stream."""
+def gemm(config: str, x_q, x_scale, packed, params, s1, bias, out, workspace, group_size: int,
+         splits: int = 0) -> None:
+    """out[M, N] = (x_q · w1'ᵀ) · x_scale[:, None] · s1 (+ bias) with config `config`, on torch's current stream.
+    splits: stream-K configs only; 0 = stream-K heuristic, s >= 1 = split-K into s slices of K."""
     m, k = x_q.shape
     n = out.shape[1]
     assert x_q.is_cuda and out.shape[0] == m, "ops.py validates before calling _native.gemm"
     workspace_ptr, workspace_bytes = (0, 0) if workspace is None else (workspace.data_ptr(), workspace.nbytes)
     _lib().gemm(config, x_q.data_ptr(), x_scale.data_ptr(), packed.data_ptr(), params.data_ptr(), s1.data_ptr(),
                 0 if bias is None else bias.data_ptr(), out.data_ptr(), workspace_ptr, workspace_bytes,
-                m, n, k, group_size, _stream(x_q))
+                m, n, k, group_size, splits, _stream(x_q))
+
+
+def set_programmatic_launch(enabled: bool) -> None:
+    """Programmatic dependent launch for the GEMMs (default on): each GEMM's prologue and weight prefetch overlap
+    the previous kernel in the stream. Off = plain stream order (for A/B measurements)."""
+    _lib().set_programmatic_launch(bool(enabled))
 
 
 @functools.lru_cache(maxsize=4096)
-def gemm_workspace_size(config: str, m: int, n: int, k: int, group_size: int) -> int:
+def gemm_workspace_size(config: str, m: int, n: int, k: int, group_size: int, splits: int = 0) -> int:
     """Bytes of workspace (a uint8 tensor) `config` needs for this problem; 0 for most configs (memoised: it is
     on the hot path of every call)."""
-    return _lib().gemm_workspace_size(config, m, n, k, group_size)
+    return _lib().gemm_workspace_size(config, m, n, k, group_size, splits)
 
 
 def quantize_act(x, x_q, x_scale) -> None:

@@ -18,6 +18,7 @@
 #include "cutlass/gemm/gemm.h"
 #include "cutlass/pipeline/pipeline.hpp"
 
+#include "liquidgemm/arch/grid_dependency.hpp"
 #include "liquidgemm/collective/dispatch_policy.hpp"
 #include "liquidgemm/dequant/liquidquant.hpp"
 #include "liquidgemm/format.hpp"
@@ -88,6 +89,7 @@ struct MainloopLiquidW4A8 {
     int8_t const* ptr_act = nullptr;       // [M_tok, K] row-major
     StrideB dB{};
     int group_size = 128;
+    int splits = 1;  // split-K: the problem's K is one of `splits` slices of the weight's K, and L = splits
   };
 
   using TmaB = decltype(make_tma_copy_B_sm90(
@@ -98,14 +100,15 @@ struct MainloopLiquidW4A8 {
     TmaB tma_load_b;
     uint8_t const* weight;
     uint8_t const* params;
-    int k_blocks;           // K / 128
-    int groups;             // K / group_size
+    int k_blocks;           // k-blocks of the whole weight row (K * splits / 128): the stride between slices
+    int split_k_blocks;     // k-blocks of one split (K / 128): batch l starts at k-block l * split_k_blocks
+    int groups;             // groups of the whole weight row
     int group_size;
     int param_bytes;        // bytes of group params per slice per stage: 128 or 256 (group size 64)
     uint32_t tma_transaction_bytes;
   };
 
-  static int groups_per_block(int group_size) { return group_size == 64 ? 2 : 1; }
+  CUTLASS_HOST_DEVICE static int groups_per_block(int group_size) { return group_size == 64 ? 2 : 1; }
 
   template <class ProblemShape>
   static Params to_underlying_arguments(ProblemShape const& problem_shape, Arguments const& args, void*) {
@@ -115,15 +118,17 @@ struct MainloopLiquidW4A8 {
                                       ClusterShape{});
     int param_bytes = groups_per_block(args.group_size) * format::kParamBytesPerGroup;
     uint32_t tx = uint32_t(kSlices * (format::kChunkBytes + param_bytes) + kActStageBytes);
-    return {tma_b, args.ptr_weight, args.ptr_params, int(K) / kTileK, int(K) / args.group_size,
+    int const row_k = int(K) * args.splits;
+    return {tma_b, args.ptr_weight, args.ptr_params, row_k / kTileK, int(K) / kTileK, row_k / args.group_size,
             args.group_size, param_bytes, tx};
   }
 
   template <class ProblemShape>
   static bool can_implement(ProblemShape const& problem_shape, Arguments const& args) {
     auto [M, N, K, L] = append<4>(problem_shape, 1);
-    bool group_ok = args.group_size == 64 || (args.group_size % kTileK == 0 && K % args.group_size == 0);
-    return M % kTileM == 0 && K % kTileK == 0 && group_ok && N >= 1 && L == 1 &&
+    int64_t const row_k = int64_t(K) * args.splits;  // split-K: L = splits slices of K
+    bool group_ok = args.group_size == 64 || (args.group_size % kTileK == 0 && row_k % args.group_size == 0);
+    return M % kTileM == 0 && K % kTileK == 0 && group_ok && N >= 1 && args.splits >= 1 && L == args.splits &&
            reinterpret_cast<uintptr_t>(args.ptr_weight) % 16 == 0 &&
            reinterpret_cast<uintptr_t>(args.ptr_params) % 16 == 0 &&
            reinterpret_cast<uintptr_t>(args.ptr_act) % 16 == 0;
@@ -161,14 +166,18 @@ struct MainloopLiquidW4A8 {
     Tensor tBsB = block_tma_b.partition_D(sB);
 
     int const first_slice = int(m_coord) * kSlices;
+    int const split_first_block = int(l_coord) * params.split_k_blocks;  // weight k-block of this split's k = 0
+    if (first_load_) {
+      start_after_prior_grids(params, first_slice, split_first_block + int(*k_tile_iter), k_tile_count);
+      first_load_ = false;
+    }
     CUTLASS_PRAGMA_NO_UNROLL
     for (; k_tile_count > 0; --k_tile_count, ++k_tile_iter, ++smem_pipe_write) {
       pipeline.producer_acquire(smem_pipe_write);
       uint64_t* barrier = pipeline.producer_get_barrier(smem_pipe_write);
       int const stage = smem_pipe_write.index();
-      int const k_block = int(*k_tile_iter);
-      // Group 64: groups 2k, 2k+1 of this block; else the one group containing this block.
-      int const first_group = params.group_size == 64 ? 2 * k_block : k_block * kTileK / params.group_size;
+      int const k_block = split_first_block + int(*k_tile_iter);  // in the whole weight row
+      int const first_group = group_of_block(params, k_block);
       CUTLASS_PRAGMA_UNROLL
       for (int s = 0; s < kSlices; ++s) {
         int64_t const slice = first_slice + s;
@@ -180,7 +189,7 @@ struct MainloopLiquidW4A8 {
             param_stage(shared_tensors, stage) + s * format::kMaxGroupsPerBlock * format::kParamBytesPerGroup,
             params.param_bytes);
       }
-      copy(params.tma_load_b.with(*barrier), tBgB(_, _, _, k_block), tBsB(_, _, _, stage));
+      copy(params.tma_load_b.with(*barrier), tBgB(_, _, _, *k_tile_iter), tBsB(_, _, _, stage));
     }
   }
 
@@ -297,6 +306,34 @@ struct MainloopLiquidW4A8 {
   }
 
  private:
+  bool first_load_ = true;
+
+  // First group of k-block k_block: groups 2k, 2k+1 with group size 64, else the one group containing the block.
+  CUTLASS_DEVICE static int group_of_block(Params const& params, int k_block) {
+    return params.group_size == 64 ? 2 * k_block : k_block * kTileK / params.group_size;
+  }  // per producer thread: the first tile of this CTA starts with the PDL prologue
+
+  // With PDL this CTA may run before the previous kernel (e.g. the activation quantizer) has finished. Weights and
+  // group params of the first ring's worth of k-blocks go to L2 now; every load that fills shared memory (and, after
+  // the mainloop, the epilogue and the stream-K fixup) comes after the wait.
+  CUTLASS_DEVICE static void start_after_prior_grids(Params const& params, int first_slice, int k_block,
+                                                     int k_tile_count) {
+    int const blocks = k_tile_count < Stages ? k_tile_count : Stages;
+    int const first_group = group_of_block(params, k_block);
+    int const groups = group_of_block(params, k_block + blocks - 1) + groups_per_block(params.group_size) -
+                       first_group;
+    CUTLASS_PRAGMA_UNROLL
+    for (int s = 0; s < kSlices; ++s) {
+      int64_t const slice = first_slice + s;
+      arch::prefetch_l2(params.weight + (slice * params.k_blocks + k_block) * format::kChunkBytes,
+                        uint32_t(blocks * format::kChunkBytes));
+      arch::prefetch_l2(params.params + (slice * params.groups + first_group) * format::kParamBytesPerGroup,
+                        uint32_t(groups * format::kParamBytesPerGroup));
+    }
+    arch::wait_for_prior_grids();
+    arch::allow_dependent_grids();  // the next PDL kernel may prefetch its weights while this one streams
+  }
+
   CUTLASS_DEVICE static uint8_t* weight_stage(TensorStorage& s, int stage) {
     return s.smem_weight.data() + stage * kWeightStageBytes;
   }

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "cutlass/cutlass.h"
 #include "cutlass/epilogue/collective/collective_builder.hpp"
@@ -15,6 +16,7 @@
 #include "cutlass/numeric_types.h"
 
 #include "liquidgemm/collective/sm90_mma_liquid_w4a8.hpp"
+#include "liquidgemm/epilogue/split_k_reduce.cuh"
 #include "liquidgemm/epilogue/token_channel_scale.hpp"
 #include "liquidgemm/launch.hpp"
 
@@ -34,23 +36,31 @@ struct SchedulerPersistent {
 struct SchedulerStreamK {
   using Tag = cutlass::gemm::StreamKScheduler;
 };
+// Split-K for decode: the K slices are the batch mode L of a persistent int32 GEMM (no fixup, no workspace
+// locks), whose partial tiles one small PDL-launched kernel sums and scales (epilogue/split_k_reduce.cuh).
+struct SchedulerSplitK {
+  using Tag = cutlass::gemm::PersistentScheduler;
+};
 
 template <class OutT_, int TileM, int TileN, int Stages, class Schedule, class Scheduler>
 struct GemmConfig {
   using OutT = OutT_;
+  static constexpr bool kStreamK = std::is_same_v<Scheduler, SchedulerStreamK>;
+  static constexpr bool kSplitK = std::is_same_v<Scheduler, SchedulerSplitK>;
+  using KernelOutT = std::conditional_t<kSplitK, int32_t, OutT>;  // split-K GEMMs store int32 partial tiles
   using TileShape = cute::Shape<cute::Int<TileM>, cute::Int<TileN>, cute::Int<format::kBlockK>>;
   using ClusterShape = cute::Shape<cute::_1, cute::_1, cute::_1>;
 
   using Mainloop = collective::MainloopLiquidW4A8<Stages, ClusterShape, typename Schedule::Kernel, TileShape>;
-  using Fusion = epilogue::TokenChannelScale<OutT, TileShape>;
+  using Fusion = epilogue::TokenChannelScale<KernelOutT, TileShape>;
 
   // The kernel's (M, N) = (channels, tokens) tile is stored into row-major Y[tokens, channels], i.e. column-major
   // in the kernel's view: the transpose is free in the TMA store.
   using LayoutD = cutlass::layout::ColumnMajor;
-  static constexpr int kAlignD = 128 / cutlass::sizeof_bits<OutT>::value;
+  static constexpr int kAlignD = 128 / cutlass::sizeof_bits<KernelOutT>::value;
   using Epilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
       cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, TileShape, ClusterShape,
-      cutlass::epilogue::collective::EpilogueTileAuto, int32_t, float, void, LayoutD, kAlignD, OutT, LayoutD,
+      cutlass::epilogue::collective::EpilogueTileAuto, int32_t, float, void, LayoutD, kAlignD, KernelOutT, LayoutD,
       kAlignD, typename Schedule::Epilogue, typename Fusion::Callbacks>::CollectiveOp;
 
   using Kernel = cutlass::gemm::kernel::GemmUniversal<cute::Shape<int, int, int, int>, Mainloop, Epilogue,
@@ -73,36 +83,91 @@ inline int sm_count() {
   return counts[device];
 }
 
+// Split count of a split-K config: `a.splits` if given, else the count that minimises the k-blocks of the busiest
+// SM, ceil(tiles * s / SMs) * (k_blocks / s + 2), where the 2 stands for a tile's epilogue and pipeline refill.
+// Every split keeps >= 4 k-blocks (a streaming pipeline) and divides the k-blocks evenly.
+template <class Config>
+int split_count(GemmArgs const& a) {
+  if constexpr (!Config::kSplitK) {
+    return 1;
+  } else {
+    if (a.splits > 0) return a.splits;
+    constexpr int64_t kTileM = cute::size<0>(typename Config::TileShape{});
+    constexpr int64_t kTileN = cute::size<1>(typename Config::TileShape{});
+    int64_t const tiles = a.n / kTileM * ((a.m + kTileN - 1) / kTileN);
+    int64_t const k_blocks = a.k / format::kBlockK;
+    int64_t const sms = sm_count() > 0 ? sm_count() : 132;
+    int best = 1;
+    int64_t best_cost = INT64_MAX;
+    for (int s = 1; s <= 16; ++s) {
+      if (k_blocks % s != 0 || (s > 1 && k_blocks / s < 4)) continue;
+      int64_t const cost = (tiles * s + sms - 1) / sms * (k_blocks / s + 2);
+      if (cost < best_cost) best = s, best_cost = cost;
+    }
+    return best;
+  }
+}
+
 template <class Config>
 typename Config::Gemm::Arguments make_arguments(GemmArgs const& a) {
   using Gemm = typename Config::Gemm;
   using Mainloop = typename Config::Mainloop;
   using StrideD = typename Gemm::GemmKernel::StrideD;
-  typename Mainloop::StrideB stride_act{a.k, cute::Int<1>{}, int64_t(a.m) * a.k};
+  int const splits = split_count<Config>(a);
+  int64_t const split_k = a.k / splits;
+  // Split-K: slice l of the activations is the K-range [l * split_k, (l + 1) * split_k); the int32 partial tiles
+  // go to the front of the workspace as [splits, m, n].
+  typename Mainloop::StrideB stride_act{a.k, cute::Int<1>{}, Config::kSplitK ? split_k : int64_t(a.m) * a.k};
   StrideD stride_out{cute::Int<1>{}, a.n, int64_t(a.m) * a.n};
 
   typename Gemm::Arguments args{};
   args.mode = cutlass::gemm::GemmUniversalMode::kGemm;
-  args.problem_shape = {int(a.n), int(a.m), int(a.k), 1};  // kernel view: M = channels, N = tokens
-  args.mainloop = {a.weight, a.params, a.act, stride_act, a.group_size};
+  args.problem_shape = {int(a.n), int(a.m), int(split_k), splits};  // kernel view: M = channels, N = tokens
+  args.mainloop = {a.weight, a.params, a.act, stride_act, a.group_size, splits};
   args.epilogue.thread = Config::Fusion::arguments(a.act_scale, a.s1, a.bias);
-  args.epilogue.ptr_D = static_cast<typename Config::OutT*>(a.out);
+  args.epilogue.ptr_D = static_cast<typename Config::KernelOutT*>(Config::kSplitK ? a.workspace : a.out);
   args.epilogue.dD = stride_out;
   args.hw_info.sm_count = sm_count();
+  if constexpr (Config::kStreamK) {
+    using Decomposition = cutlass::gemm::kernel::detail::DecompositionMode;
+    // Partial tiles are reduced in int32: any order gives the same bits, so the peers of a tile add into the
+    // workspace concurrently instead of one after another (the deterministic mode's serial chain).
+    args.scheduler.reduction_mode = cutlass::gemm::kernel::detail::ReductionMode::Nondeterministic;
+    if (a.splits > 0) {
+      args.scheduler.splits = a.splits;
+      args.scheduler.decomposition_mode = a.splits == 1 ? Decomposition::DataParallel : Decomposition::SplitK;
+    }
+  }
   return args;
 }
 
 }  // namespace detail
 
+// Bytes of the int32 partial tiles of a split-K config (0 for the others), a multiple of 16.
+template <class Config>
+size_t partials_bytes(GemmArgs const& a) {
+  if constexpr (!Config::kSplitK) {
+    return 0;
+  } else {
+    return (size_t(detail::split_count<Config>(a)) * a.m * a.n * sizeof(int32_t) + 15) / 16 * 16;
+  }
+}
+
 template <class Config>
 size_t gemm_workspace_size(GemmArgs const& a) {
-  return Config::Kernel::get_workspace_size(detail::make_arguments<Config>(a));
+  return partials_bytes<Config>(a) + Config::Kernel::get_workspace_size(detail::make_arguments<Config>(a));
 }
 
 template <class Config>
 Status run_gemm(GemmArgs const& a) {
   using Gemm = typename Config::Gemm;
   using Kernel = typename Config::Kernel;
+  if (a.splits != 0 && !Config::kStreamK && !Config::kSplitK) {
+    return Status::error("splits: only the stream-K and split-K configs split k");
+  }
+  if (Config::kSplitK && a.k % (int64_t(detail::split_count<Config>(a)) * format::kBlockK) != 0) {
+    return Status::error("splits: must divide k / 128");
+  }
   auto args = detail::make_arguments<Config>(a);
   if (!Kernel::can_implement(args)) {
     return Status::error("problem not supported by this kernel config (shape, group size or alignment)");
@@ -113,15 +178,25 @@ Status run_gemm(GemmArgs const& a) {
   if (smem_attribute != cudaSuccess) {
     return Status::error(cudaGetErrorString(smem_attribute));
   }
-  if (Kernel::initialize_workspace(args, a.workspace, a.stream) != cutlass::Status::kSuccess) {
+  // The split-K partial tiles come first in the workspace, CUTLASS's own (stream-K locks) after them.
+  void* const kernel_workspace = static_cast<uint8_t*>(a.workspace) + partials_bytes<Config>(a);
+  if (Kernel::initialize_workspace(args, kernel_workspace, a.stream) != cutlass::Status::kSuccess) {
     return Status::error("workspace initialization failed");
   }
-  auto params = Kernel::to_underlying_arguments(args, a.workspace);
-  // No programmatic dependent launch: CUTLASS 4.2's stream-K scheduler does not compile with its GDC hooks on.
-  if (Gemm::run(params, a.stream) != cutlass::Status::kSuccess) {
+  auto params = Kernel::to_underlying_arguments(args, kernel_workspace);
+  // PDL: the collective's producer waits for the previous grid (arch/grid_dependency.hpp) before any load that
+  // reads its output; nothing else in the kernel touches global memory before the mainloop hands it data.
+  if (Gemm::run(params, a.stream, nullptr, a.pdl) != cutlass::Status::kSuccess) {
     return Status::error("kernel launch failed");
   }
   cudaError_t err = cudaGetLastError();
+  if constexpr (Config::kSplitK) {
+    if (err == cudaSuccess) {
+      err = epilogue::launch_reduce_split_k(static_cast<int32_t const*>(a.workspace), detail::split_count<Config>(a),
+                                            a.m, a.n, a.act_scale, a.s1, a.bias,
+                                            static_cast<typename Config::OutT*>(a.out), a.stream, a.pdl);
+    }
+  }
   return err == cudaSuccess ? Status::success() : Status::error(cudaGetErrorString(err));
 }
 

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from .. import dispatch, shapes, tune
+from .._configs import TileConfig
 
 DEFAULT_MS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 # Small, odd and a multiple of no tile_n: every config's partial-tile path is checked against the reference.
@@ -63,6 +64,9 @@ def build_parser(prog: str = "python -m liquidgemm.tune") -> argparse.ArgumentPa
     how.add_argument("--dtype", default="bf16", choices=sorted(OUT_BYTES), help="output dtype (default: bf16)")
     how.add_argument("--configs", metavar="ID[,ID]",
                      help="only these config ids (default: every compiled config of --dtype)")
+    how.add_argument("--all-configs", action="store_true",
+                     help="time every compiled config at every M (default: skip token tiles far from M: more "
+                          "than max(16, 4M) tokens, or fewer than min(M, 256)/4; --configs are always all timed)")
     how.add_argument("--repeats", type=int, default=20, metavar="R",
                      help="timed graph replays per point; the median is kept (default: 20)")
     out = p.add_argument_group("output")
@@ -99,6 +103,15 @@ class Plan:
     ms: list[int]
     configs: list[str]
     out: str
+    all_configs: bool = False
+
+    def configs_for(self, m: int) -> list[str]:
+        """The configs worth timing at m tokens: a token tile far larger than m wastes the tensor cores on
+        padding, one far smaller multiplies the weight traffic; neither ever wins (--all-configs keeps them)."""
+        if self.all_configs:
+            return self.configs
+        fits = [c for c in self.configs if min(m, 256) / 4 <= TileConfig.parse(c).tile_n <= max(16, 4 * m)]
+        return fits or self.configs
 
 
 def _parse_ms(text: str) -> list[int]:
@@ -144,7 +157,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
         else:
             skipped.append((layer, reason))
     problems = [Problem(tuple(v), n, k, g) for (n, k, g), v in names.items()]
-    return Plan(problems, skipped, _parse_ms(args.m), configs, args.dtype)
+    # configs named with --configs are all timed; the default (every compiled config) skips hopeless tiles
+    return Plan(problems, skipped, _parse_ms(args.m), configs, args.dtype, args.all_configs or bool(args.configs))
 
 
 def short(config_id: str) -> str:
@@ -159,12 +173,12 @@ def print_dry_run(plan: Plan, cache: Path | None) -> None:
         for m in plan.ms:
             heuristic = dispatch.heuristic_config(m, problem.n, problem.k, problem.group, plan.out)
             print(f"{problem.label:32} n={problem.n:<6} k={problem.k:<6} g={problem.group:<6} m={m:<5} "
-                  f"configs={len(plan.configs)}  heuristic={short(heuristic)}")
+                  f"configs={len(plan.configs_for(m))}  heuristic={short(heuristic)}")
     for layer, reason in plan.skipped:
         print(f"skipped {layer}: {reason}")
     points = len(plan.problems) * len(plan.ms)
-    print(f"{points} points x {len(plan.configs)} configs = {points * len(plan.configs)} measurements "
-          f"(out {plan.out}); would write {cache or NO_CACHE_PATH}")
+    measurements = len(plan.problems) * sum(len(plan.configs_for(m)) for m in plan.ms)
+    print(f"{points} points, {measurements} measurements (out {plan.out}); would write {cache or NO_CACHE_PATH}")
 
 
 # ---- measuring (GPU) ---------------------------------------------------------------------------------------
@@ -240,7 +254,7 @@ def measure(plan: Plan, repeats: int, ui, progress, on_problem_done) -> list[Res
 
     torch_out = _torch_dtype(plan.out)
     results: list[Result] = []
-    task = progress.add_task("tuning", total=len(plan.problems) * len(plan.ms) * len(plan.configs))
+    task = progress.add_task("tuning", total=len(plan.problems) * sum(len(plan.configs_for(m)) for m in plan.ms))
     for problem in plan.problems:
         progress.update(task, description=f"{problem.label}: checking against the reference")
         qw = random_quantized_weight(problem, torch_out)  # one weight for every M of this shape
@@ -256,7 +270,7 @@ def measure(plan: Plan, repeats: int, ui, progress, on_problem_done) -> list[Res
 
             bytes_per_call = tensor_bytes(operands) + m * problem.n * OUT_BYTES[plan.out]
             best = None
-            for config in plan.configs:
+            for config in plan.configs_for(m):
                 result = Result(problem, m, config, error=failed.get(config, ""))
                 if not result.error:
                     try:

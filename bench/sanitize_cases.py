@@ -1,0 +1,51 @@
+"""A small, representative set of GEMMs to run under compute-sanitizer (memcheck, racecheck).
+
+  compute-sanitizer --tool memcheck python bench/sanitize_cases.py
+
+Every compiled config runs ragged token counts (partial tiles in the TMA loads and stores), both group sizes and
+a bias, and its result is compared with the CPU reference, so a clean sanitizer run is also a correct one.
+Problems are tiny: the sanitizer slows kernels down by orders of magnitude.
+"""
+from __future__ import annotations
+
+import torch
+
+import liquidgemm as lg
+from liquidgemm import _native, ops
+
+CASES = [  # (M tokens, N channels, K, group size)
+    (1, 256, 512, 128),
+    (7, 128, 256, 64),
+    (65, 256, 384, 128),
+    (257, 128, 256, 64),
+]
+
+
+def main() -> None:
+    torch.manual_seed(0)
+    passed = 0
+    for config in _native.configs():
+        out_dtype = {"bf16": torch.bfloat16, "f16": torch.float16, "s32": torch.int32}[config.split("_")[2]]
+        for m, n, k, group in CASES:
+            act_dtype = torch.float16 if out_dtype == torch.float16 else torch.bfloat16
+            qw = lg.quantize_weight(torch.randn(n, k, dtype=act_dtype), group_size=group)
+            x = torch.randn(m, k, dtype=act_dtype)
+            bias = None if out_dtype == torch.int32 else torch.randn(n, dtype=act_dtype)
+            x_q, x_scale = lg.quantize_act_reference(x)
+            want = (lg.w4a8_gemm_reference_int32(x_q, qw) if out_dtype == torch.int32
+                    else lg.w4a8_gemm_reference(x_q, x_scale, qw, out_dtype=out_dtype, bias=bias))
+            got = ops.w4a8_gemm(x_q.cuda(), x_scale.cuda(), qw.to("cuda"), out_dtype,
+                                bias=None if bias is None else bias.cuda(), config=config).cpu()
+            torch.cuda.synchronize()
+            if out_dtype == torch.int32:
+                ok = torch.equal(got, want)
+            else:
+                ok = torch.allclose(got.float(), want.float(), rtol=1e-2, atol=1e-2)
+            if not ok:
+                raise SystemExit(f"MISMATCH {config} m={m} n={n} k={k} g={group}")
+            passed += 1
+    print(f"{passed} cases passed on {len(_native.configs())} configs")
+
+
+if __name__ == "__main__":
+    main()
