@@ -55,7 +55,9 @@ def test_dry_run_lists_every_point(capsys, monkeypatch):
         tiles = [TileConfig.parse(c).tile_n for c in BF16_IDS]
         assert f"configs={sum(min(m, 256) / 4 <= t <= max(16, 4 * m) for t in tiles)}" in line
         assert "heuristic=" + dispatch.heuristic_config(m, n, k, 128, "bf16").removeprefix("w4a8_sm90_") in line
-    assert lines[-1].startswith(f"8 points x {len(BF16_IDS)} configs = {8 * len(BF16_IDS)} measurements")
+    tiles = [TileConfig.parse(c).tile_n for c in BF16_IDS]
+    per_shape = sum(sum(min(m, 256) / 4 <= t <= max(16, 4 * m) for t in tiles) for m in (1, 64))
+    assert lines[-1].startswith(f"8 points, {4 * per_shape} measurements")
 
 
 def test_dry_run_dedupes_shapes_and_reports_unsupported(capsys):
