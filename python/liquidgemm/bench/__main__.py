@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help=f"fewer points: M = {','.join(map(str, QUICK_M))} and only the int8 peak measured")
     what.add_argument("--repeats", type=_positive_int, default=20,
                       help="timed graph replays per point; the median is reported (default 20)")
+    what.add_argument("--cooldown", type=float, default=1.0, metavar="S",
+                      help="idle seconds before each (shape, M) point, so that clocks lowered by the previous "
+                           "point's large GEMMs recover before the next is timed (default 1.0)")
     out = parser.add_argument_group("output")
     out.add_argument("--out", type=Path, default=None, metavar="DIR",
                      help="output folder (default bench/results/<gpu>/, e.g. bench/results/h100/)")
@@ -190,7 +193,8 @@ def run(args: argparse.Namespace, device, *, time_fn=None) -> int:
             progress.update(task, advance=1, description=f"{p.problem} M={p.m} {p.peer}")
 
         points = run_problems(problems, args.m, peers, device=device, repeats=args.repeats, roofline=roofline,
-                              time_fn=time_fn or timing.time_op, on_point=on_point)
+                              time_fn=time_fn or timing.time_op, on_point=on_point,
+                              cooldown_s=args.cooldown if time_fn is None else 0.0)
 
     report.print_tables(points, console=console)
     out_dir = args.out or Path("bench") / "results" / metadata["gpu_slug"]

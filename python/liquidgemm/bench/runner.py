@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -168,22 +169,27 @@ def add_speedups(points: Iterable[Point]) -> None:
 def run_problems(
     problems: Sequence[Problem], ms: Sequence[int], peers: Sequence[Peer], *, device: torch.device | str,
     repeats: int = 20, roofline: Roofline | None = None, time_fn: TimeFn = time_op,
-    on_point: Callable[[Point], None] | None = None,
+    on_point: Callable[[Point], None] | None = None, cooldown_s: float = 0.0,
 ) -> list[Point]:
-    """Every point, problem by problem (peers cache weights per problem), M by M, peer by peer."""
+    """Every point, problem by problem (peers cache weights per problem), M by M, peer by peer.
+
+    `cooldown_s` of idle GPU before each (problem, M) after the first: seconds of large GEMMs lower the clocks
+    (power and thermal limits), and the next point's first peer would otherwise pay for its predecessor."""
     points: list[Point] = []
-    for problem in problems:
-        for m in ms:
-            for peer in peers:
-                point = measure_point(
-                    peer, problem, m, device=device, repeats=repeats, roofline=roofline, time_fn=time_fn
-                )
-                points.append(point)
-                if on_point is not None:
-                    on_point(point)
+    for index, (problem, m) in enumerate((problem, m) for problem in problems for m in ms):
+        if index and cooldown_s > 0:
+            time.sleep(cooldown_s)
         for peer in peers:
-            peer.clear()
-        if torch.device(device).type == "cuda":
-            torch.cuda.empty_cache()
+            point = measure_point(
+                peer, problem, m, device=device, repeats=repeats, roofline=roofline, time_fn=time_fn
+            )
+            points.append(point)
+            if on_point is not None:
+                on_point(point)
+        if m == ms[-1]:  # the problem's last point: drop its weights
+            for peer in peers:
+                peer.clear()
+            if torch.device(device).type == "cuda":
+                torch.cuda.empty_cache()
     add_speedups(points)
     return points
