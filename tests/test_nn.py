@@ -239,7 +239,7 @@ def test_quantize_model_with_calibration_folds_and_stays_close():
     x = torch.randn(2, 16, 256) * torch.linspace(0.1, 8, 256)
     with torch.no_grad():
         ref = model(x)
-    summary = quantize_model(model, calibration=calibration, progress=False)
+    summary = quantize_model(model, calibration=calibration, progress=False, fuse=False)
     assert summary.folded_norms == [f"layers.{i}.{n}" for i in range(2)
                                     for n in ("input_layernorm", "post_attention_layernorm")]
     assert sorted(summary.smoothed_in_layer) == [f"layers.{i}.{n}" for i in range(2)

@@ -122,6 +122,7 @@ class QuantizationSummary:
     group_size: object
     converted: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # layer name -> reason
+    fused: list[str] = field(default_factory=list)  # modules that run sibling layers as one GEMM
     folded_norms: list[str] = field(default_factory=list)  # norms that absorbed 1/s
     smoothed_in_layer: list[str] = field(default_factory=list)  # layers keeping an explicit input divisor
     bytes_before: int = 0
@@ -135,6 +136,9 @@ class QuantizationSummary:
             f"(group size {self.group_size})",
             f"  model size {self.bytes_before / mib:,.1f} MiB -> {self.bytes_after / mib:,.1f} MiB ({ratio:.2f}x smaller)",
         ]
+        if self.fused:
+            lines.append(f"  fused {len(self.fused)} groups of sibling layers into one GEMM each "
+                         f"(e.g. {self.fused[0]})")
         if self.folded_norms or self.smoothed_in_layer:
             lines.append(f"  smoothing: 1/s folded into {len(self.folded_norms)} norms, "
                          f"{len(self.smoothed_in_layer)} layers keep an input divisor")
@@ -171,7 +175,7 @@ def skip_reason(name: str, linear: nn.Linear, skip: Iterable[str], group_size) -
 
 @torch.no_grad()
 def quantize_model(model: nn.Module, group_size=128, skip: Iterable[str] = ("lm_head",), calibration=None,
-                   smooth_alpha: float = 0.5, progress: bool = True) -> QuantizationSummary:
+                   smooth_alpha: float = 0.5, progress: bool = True, fuse: bool = True) -> QuantizationSummary:
     """Replace every eligible ``nn.Linear`` of ``model`` (in place) with a :class:`W4A8Linear`.
 
     Eligible: N and K multiples of 128, not matching ``skip`` (exact name, last name component, or a glob).
@@ -179,6 +183,8 @@ def quantize_model(model: nn.Module, group_size=128, skip: Iterable[str] = ("lm_
     ``model(item)``). When given, per-input-channel activation maxima are recorded and SmoothQuant-style factors
     ``s = max|X|^alpha / max|W|^(1-alpha)`` applied: folded into the preceding RMSNorm/LayerNorm of pre-norm
     blocks (q/k/v after ``input_layernorm``, gate/up after ``post_attention_layernorm``), else kept in the layer.
+    fuse: run sibling layers that share their input (q/k/v, gate/up; ``fused.SIBLING_SETS``) as one GEMM with one
+    activation quantization (identical outputs; the state dict then holds ``<parent>.q_proj_k_proj_v_proj_fused``).
     """
     if isinstance(skip, str):
         skip = (skip,)
@@ -195,16 +201,45 @@ def quantize_model(model: nn.Module, group_size=128, skip: Iterable[str] = ("lm_
 
     divisors = _smooth(model, eligible, calibration, smooth_alpha, summary) if calibration is not None else {}
 
-    items = list(eligible.items())
+    groups = _sibling_groups(model, eligible, divisors) if fuse else []
+    grouped = {f"{parent}.{name}" if parent else name for parent, names in groups for name in names}
+    items = [(name, linear) for name, linear in eligible.items() if name not in grouped] + \
+            [(parent, names) for parent, names in groups]
     if progress:
         items = _progress(items)
     for name, linear in items:
+        if isinstance(linear, tuple):  # a sibling group under the module `name`
+            from .fused import fuse_siblings
+
+            fused_name = fuse_siblings(model.get_submodule(name) if name else model, linear, group_size)
+            summary.fused.append(f"{name}.{fused_name}" if name else fused_name)
+            summary.converted += [f"{name}.{child}" if name else child for child in linear]
+            continue
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, W4A8Linear.from_linear(linear, group_size, smooth=divisors.get(name)))
         summary.converted.append(name)
     summary.bytes_after = model_nbytes(model)
     return summary
+
+
+def _sibling_groups(model, eligible, divisors) -> list[tuple[str, tuple[str, ...]]]:
+    """(parent name, sibling names) for every complete sibling set of eligible linears that can share one GEMM:
+    same in_features, dtype and device, and no per-layer smoothing divisor (each would need its own input)."""
+    from .fused import SIBLING_SETS
+
+    groups = []
+    for parent_name, parent in model.named_modules():
+        for names in SIBLING_SETS:
+            full = [f"{parent_name}.{n}" if parent_name else n for n in names]
+            if not all(f in eligible and f not in divisors for f in full):
+                continue
+            layers = [eligible[f] for f in full]
+            w = layers[0].weight
+            if all(m.in_features == layers[0].in_features and m.weight.dtype == w.dtype and
+                   m.weight.device == w.device for m in layers):
+                groups.append((parent_name, names))
+    return groups
 
 
 def _smooth(model, eligible, calibration, alpha, summary) -> dict[str, torch.Tensor]:
