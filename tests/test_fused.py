@@ -102,3 +102,11 @@ def test_fused_state_dict_round_trip():
     x = torch.randn(2, 256).to(torch.bfloat16)
     with torch.no_grad():
         assert torch.equal(fresh(x), fused(x))
+
+
+def test_inference_mode_inputs():
+    """Inference tensors have no version counter: the memo then relies on identity alone."""
+    unfused, fused, _ = quantized_pair()
+    x = torch.randn(1, 2, 256).to(torch.bfloat16)
+    with torch.inference_mode():
+        assert torch.equal(fused(x), unfused(x))

@@ -88,7 +88,7 @@ def test_built_extension_lists_exactly_the_selected_configs():
 def test_built_extension_rejects_unknown_configs_and_dtypes():
     _C = pytest.importorskip("liquidgemm._C", reason="liquidgemm._C is not built")
     with pytest.raises(ValueError, match=r"config_id: unknown config 'nope'.*configs\(\)"):
-        _C.gemm("nope", 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 128, 128, 128, 0)
+        _C.gemm("nope", 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 128, 128, 128, 0, 0)
     with pytest.raises(ValueError, match="config_id: unknown config 'nope'"):
         _C.gemm_workspace_size("nope", 1, 128, 128, 128, 0)
     with pytest.raises(ValueError, match="x_dtype: must be 'bf16' or 'f16', got 'f32'"):

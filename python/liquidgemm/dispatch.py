@@ -153,7 +153,10 @@ def _tuned_choice(m: int, n: int, k: int, group_size: int, out: str) -> str | No
 def _resolve(config_id: str, out: str) -> str:
     """`config_id` with its output dtype set to `out`, mapped onto a compiled config (memoised: a table or
     cache names only a few distinct ids)."""
-    wanted = dataclasses.replace(TileConfig.parse(config_id), out=out)
+    chosen = TileConfig.parse(config_id)
+    # split-K tiles are an int32 GEMM + a float reduction; the raw int32 output is the plain persistent GEMM
+    scheduler = "persist" if out == "s32" and chosen.scheduler == "splitk" else chosen.scheduler
+    wanted = dataclasses.replace(chosen, out=out, scheduler=scheduler)
     candidates = [c for c in _compiled() if c.out == out]
     if not candidates:
         raise ValueError(f"out_dtype: this build has no config writing {out}; "

@@ -52,9 +52,10 @@ class SharedInputW4A8(W4A8Linear):
     def shared_output(self, x: torch.Tensor) -> torch.Tensor:
         """The fused output for ``x``, computed once per input and handed to each sibling in turn."""
         # Eagerly the memo also checks x's version counter (an in-place change of x between the sibling calls
-        # recomputes). Dynamo cannot read it; a compiled region trusts that x is not modified in place between
-        # the sibling calls, as no model does.
-        version = 0 if torch.compiler.is_compiling() else x._version
+        # recomputes). Dynamo cannot read it; a compiled region (or inference mode) trusts that x is not modified
+        # in place between the sibling calls, as no model does.
+        # (Inference-mode tensors have no version counter either.)
+        version = 0 if torch.compiler.is_compiling() or x.is_inference() else x._version
         memo = self._memo
         if memo is not None and memo[0] is x and memo[1] == version:
             left = memo[3] - 1
