@@ -91,6 +91,12 @@ def test_built_extension_rejects_unknown_configs_and_dtypes():
         _C.gemm("nope", 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 128, 128, 128, 0, 0)
     with pytest.raises(ValueError, match="config_id: unknown config 'nope'"):
         _C.gemm_workspace_size("nope", 1, 128, 128, 128, 0)
+    config = _C.configs()[0]
+    with pytest.raises(ValueError, match="splits: must be >= 0, got -1"):
+        _C.gemm_workspace_size(config, 1, 128, 128, 128, -1)
+    if "_persist" in config:  # rejected on the host before any launch, so this needs no GPU
+        with pytest.raises(RuntimeError, match="splits: only the stream-K and split-K configs split k"):
+            _C.gemm(config, 0, 0, 0, 0, 0, 0, 0, 0, 1 << 20, 1, 128, 128, 128, 2, 0)
     with pytest.raises(ValueError, match="x_dtype: must be 'bf16' or 'f16', got 'f32'"):
         _C.quantize_act(0, "f32", 0, 0, 1, 128, 0)
     # rejected on the host before any launch, so this needs no GPU
