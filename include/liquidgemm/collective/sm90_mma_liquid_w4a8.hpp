@@ -306,12 +306,12 @@ struct MainloopLiquidW4A8 {
   }
 
  private:
-  bool first_load_ = true;
+  bool first_load_ = true;  // per producer thread: the first tile of this CTA starts with the PDL prologue
 
   // First group of k-block k_block: groups 2k, 2k+1 with group size 64, else the one group containing the block.
   CUTLASS_DEVICE static int group_of_block(Params const& params, int k_block) {
     return params.group_size == 64 ? 2 * k_block : k_block * kTileK / params.group_size;
-  }  // per producer thread: the first tile of this CTA starts with the PDL prologue
+  }
 
   // With PDL this CTA may run before the previous kernel (e.g. the activation quantizer) has finished. Weights and
   // group params of the first ring's worth of k-blocks go to L2 now; every load that fills shared memory (and, after
