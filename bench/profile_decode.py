@@ -51,7 +51,8 @@ def profile_shape(args, n: int, k: int, ms: list[int], configs: list[str], hbm: 
         x_q, x_scale = lg.quantize_act(torch.randn(m, k, device="cuda", dtype=torch.bfloat16))
         out = torch.empty(m, n, device="cuda", dtype=torch.bfloat16)
         for config in configs:
-            for splits, pdl in itertools.product(split_list if config.endswith(("_streamk", "_splitk")) else [0], pdl_list):
+            splittable = config.endswith(("_streamk", "_splitk"))
+            for splits, pdl in itertools.product(split_list if splittable else [0], pdl_list):
                 _native.set_programmatic_launch(bool(pdl))
                 workspace_bytes = _native.gemm_workspace_size(config, m, n, k, args.group, splits)
                 workspace = torch.empty(max(workspace_bytes, 16), dtype=torch.uint8, device="cuda")
