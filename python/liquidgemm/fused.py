@@ -26,27 +26,24 @@ SIBLING_SETS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"), ("quer
 class SharedInputW4A8(W4A8Linear):
     """A :class:`W4A8Linear` over the row-concatenation of sibling layers, plus the memo of its last output."""
 
-    def __init__(self, in_features: int, splits: list[int], **kwargs):
-        super().__init__(in_features, sum(splits), **kwargs)
-        self.splits = list(splits)
-        self._memo = None  # (x, x version, y, member calls left), or None
+    def __init__(self, *args, siblings: int = 1, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.siblings = siblings  # layers that read each output
+        self._memo = None  # (x, x version, y, sibling calls left), or None
 
     @classmethod
     @torch.no_grad()
     def from_linears(cls, linears: list[nn.Linear], group_size=128) -> "SharedInputW4A8":
-        first = linears[0]
         has_bias = [lin.bias is not None for lin in linears]
         weight = torch.cat([lin.weight.detach() for lin in linears])
-        merged = nn.Linear(first.in_features, weight.shape[0], bias=any(has_bias), device="meta")
+        merged = nn.Linear(linears[0].in_features, weight.shape[0], bias=any(has_bias), device="meta")
         merged.weight = nn.Parameter(weight, requires_grad=False)
         if any(has_bias):
             merged.bias = nn.Parameter(torch.cat([
                 lin.bias.detach() if lin.bias is not None else weight.new_zeros(lin.out_features)
                 for lin in linears]), requires_grad=False)
-        single = W4A8Linear.from_linear(merged, group_size)
-        module = cls(first.in_features, [lin.out_features for lin in linears], bias=any(has_bias),
-                     group_size=single.group_size, compute_dtype=single.compute_dtype, device=weight.device)
-        module.load_state_dict(single.state_dict())
+        module = cls.from_linear(merged, group_size)
+        module.siblings = len(linears)
         return module
 
     def shared_output(self, x: torch.Tensor) -> torch.Tensor:
@@ -62,11 +59,8 @@ class SharedInputW4A8(W4A8Linear):
             self._memo = (memo[0], memo[1], memo[2], left) if left > 0 else None
             return memo[2]
         y = super().forward(x)
-        self._memo = (x, version, y, len(self.splits) - 1) if len(self.splits) > 1 else None
+        self._memo = (x, version, y, self.siblings - 1) if self.siblings > 1 else None
         return y
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # the whole fused output (not used by the siblings)
-        return super().forward(x)
 
 
 class SiblingSlice(nn.Module):

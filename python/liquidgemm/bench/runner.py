@@ -176,20 +176,22 @@ def run_problems(
     `cooldown_s` of idle GPU before each (problem, M) after the first: seconds of large GEMMs lower the clocks
     (power and thermal limits), and the next point's first peer would otherwise pay for its predecessor."""
     points: list[Point] = []
-    for index, (problem, m) in enumerate((problem, m) for problem in problems for m in ms):
-        if index and cooldown_s > 0:
-            time.sleep(cooldown_s)
-        for peer in peers:
-            point = measure_point(
-                peer, problem, m, device=device, repeats=repeats, roofline=roofline, time_fn=time_fn
-            )
-            points.append(point)
-            if on_point is not None:
-                on_point(point)
-        if m == ms[-1]:  # the problem's last point: drop its weights
+    first = True
+    for problem in problems:
+        for m in ms:
+            if not first and cooldown_s > 0:
+                time.sleep(cooldown_s)
+            first = False
             for peer in peers:
-                peer.clear()
-            if torch.device(device).type == "cuda":
-                torch.cuda.empty_cache()
+                point = measure_point(
+                    peer, problem, m, device=device, repeats=repeats, roofline=roofline, time_fn=time_fn
+                )
+                points.append(point)
+                if on_point is not None:
+                    on_point(point)
+        for peer in peers:
+            peer.clear()
+        if torch.device(device).type == "cuda":
+            torch.cuda.empty_cache()
     add_speedups(points)
     return points
