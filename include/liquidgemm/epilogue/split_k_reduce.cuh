@@ -5,12 +5,10 @@
 // One thread produces 4 consecutive channels (16-byte loads of every slice, one 8-byte store).
 #pragma once
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
 #include <cstdint>
 #include <type_traits>
 
+#include "cutlass/numeric_conversion.h"
 #include "cutlass/numeric_types.h"
 #include "liquidgemm/arch/grid_dependency.hpp"
 
@@ -20,20 +18,14 @@ constexpr int kReduceThreads = 256;
 constexpr int kReduceVector = 4;  // channels per thread (n is a multiple of 128)
 
 template <class OutT>
-__device__ __forceinline__ OutT round_to(float v) {
-  if constexpr (std::is_same_v<OutT, cutlass::bfloat16_t>) {
-    return OutT::bitcast(__bfloat16_as_ushort(__float2bfloat16_rn(v)));
-  } else {
-    static_assert(std::is_same_v<OutT, cutlass::half_t>, "split-K outputs are bf16 or fp16");
-    return OutT::bitcast(__half_as_ushort(__float2half_rn(v)));
-  }
-}
-
-template <class OutT>
 __global__ void __launch_bounds__(kReduceThreads)
     reduce_split_k(int32_t const* __restrict__ partials, int splits, int64_t m, int64_t n,
                    float const* __restrict__ act_scale, float const* __restrict__ s1, float const* __restrict__ bias,
                    OutT* __restrict__ out) {
+  static_assert(std::is_same_v<OutT, cutlass::bfloat16_t> || std::is_same_v<OutT, cutlass::half_t>,
+                "split-K outputs are bf16 or fp16");
+  // The output cast of the unsplit epilogue (Sm90Compute with round_to_nearest), so both paths round alike.
+  cutlass::NumericConverter<OutT, float, cutlass::FloatRoundStyle::round_to_nearest> const round_to_out;
   arch::wait_for_prior_grids();  // launched with PDL behind the split GEMM: its partials are complete after this
   int64_t const first = (int64_t(blockIdx.x) * kReduceThreads + threadIdx.x) * kReduceVector;
   int64_t const slice_elems = m * n;
@@ -52,7 +44,7 @@ __global__ void __launch_bounds__(kReduceThreads)
   for (int i = 0; i < kReduceVector; ++i) {
     float v = __fmul_rn(__fmul_rn(float(a[i]), xs), s1[channel + i]);
     if (bias != nullptr) v = __fadd_rn(v, bias[channel + i]);
-    y[i] = round_to<OutT>(v);
+    y[i] = round_to_out(v);
   }
   *reinterpret_cast<uint2*>(out + first) = *reinterpret_cast<uint2 const*>(y);
 }

@@ -108,6 +108,14 @@ int split_count(GemmArgs const& a) {
   }
 }
 
+// `a` with the split count of a split-K config decided (0 = automatic becomes the count), so that one call
+// decides it once and every later split_count() just reads it.
+template <class Config>
+GemmArgs with_split_count(GemmArgs a) {
+  if constexpr (Config::kSplitK) a.splits = split_count<Config>(a);
+  return a;
+}
+
 template <class Config>
 typename Config::Gemm::Arguments make_arguments(GemmArgs const& a) {
   using Gemm = typename Config::Gemm;
@@ -154,18 +162,20 @@ size_t partials_bytes(GemmArgs const& a) {
 }
 
 template <class Config>
-size_t gemm_workspace_size(GemmArgs const& a) {
+size_t gemm_workspace_size(GemmArgs const& problem) {
+  GemmArgs const a = detail::with_split_count<Config>(problem);
   return partials_bytes<Config>(a) + Config::Kernel::get_workspace_size(detail::make_arguments<Config>(a));
 }
 
 template <class Config>
-Status run_gemm(GemmArgs const& a) {
+Status run_gemm(GemmArgs const& problem) {
   using Gemm = typename Config::Gemm;
   using Kernel = typename Config::Kernel;
-  if (a.splits != 0 && !Config::kStreamK && !Config::kSplitK) {
+  if (problem.splits != 0 && !Config::kStreamK && !Config::kSplitK) {
     return Status::error("splits: only the stream-K and split-K configs split k");
   }
-  if (Config::kSplitK && a.k % (int64_t(detail::split_count<Config>(a)) * format::kBlockK) != 0) {
+  GemmArgs const a = detail::with_split_count<Config>(problem);
+  if (Config::kSplitK && a.k % (int64_t(a.splits) * format::kBlockK) != 0) {
     return Status::error("splits: must divide k / 128");
   }
   auto args = detail::make_arguments<Config>(a);
@@ -192,7 +202,7 @@ Status run_gemm(GemmArgs const& a) {
   cudaError_t err = cudaGetLastError();
   if constexpr (Config::kSplitK) {
     if (err == cudaSuccess) {
-      err = epilogue::launch_reduce_split_k(static_cast<int32_t const*>(a.workspace), detail::split_count<Config>(a),
+      err = epilogue::launch_reduce_split_k(static_cast<int32_t const*>(a.workspace), a.splits,
                                             a.m, a.n, a.act_scale, a.s1, a.bias,
                                             static_cast<typename Config::OutT*>(a.out), a.stream, a.pdl);
     }
