@@ -232,6 +232,19 @@ def run_overhead(iters: int) -> list[dict]:
     qw = module.qweight
     x = torch.randn(1, 1024, dtype=torch.bfloat16, device="cuda")
     raw = torch.ops.liquidgemm.w4a8_linear.default
+    # Where the host time goes: the extension called with plain ints (no torch, no Python checks) and the two
+    # allocations the eager path makes, next to the public entry points.
+    from liquidgemm import _native, dispatch
+
+    m, n, k = 1, 1024, 1024
+    config = dispatch.select_config(m, n, k, qw.group_size, x.dtype)
+    out = torch.empty(m, n, dtype=x.dtype, device="cuda")
+    scratch = torch.empty(_native.linear_scratch_size(config, m, n, k, qw.group_size), dtype=torch.uint8,
+                          device="cuda")
+    stream = torch.cuda.current_stream().cuda_stream
+    native_args = (config, x.data_ptr(), "bf16", scratch.data_ptr(), scratch.nbytes, qw.packed.data_ptr(),
+                   qw.params.data_ptr(), qw.s1.data_ptr(), 0, out.data_ptr(), m, n, k, qw.group_size, stream)
+    native = _native._lib()
     calls = {
         "F.linear (bf16)": lambda: F.linear(x, linear.weight),
         "nn.Linear (bf16)": lambda: linear(x),
@@ -240,6 +253,12 @@ def run_overhead(iters: int) -> list[dict]:
         "torch.ops.liquidgemm.w4a8_linear (no checks)": lambda: raw(x, qw.packed, qw.params, qw.s1, None,
                                                                      qw.group_size, ""),
         "W4A8Linear": lambda: module(x),
+        "part: torch.empty x2 (output + scratch)": lambda: (torch.empty(m, n, dtype=x.dtype, device="cuda"),
+                                                            torch.empty(scratch.nbytes, dtype=torch.uint8,
+                                                                        device="cuda")),
+        "part: _C.quantize_act (one launch, ints)": lambda: native.quantize_act(
+            x.data_ptr(), "bf16", scratch.data_ptr(), scratch.data_ptr() + 1024, m, k, stream),
+        "part: _C.linear (quantize + GEMM launches, ints)": lambda: native.linear(*native_args),
     }
     entries = []
     for name, fn in calls.items():

@@ -56,38 +56,64 @@ size_t gemm_workspace_size(std::string const& config_id, int64_t m, int64_t n, i
   return lookup(config_id).workspace_size(problem(m, n, k, group_size, splits));
 }
 
-void gemm(std::string const& config_id, uintptr_t act, uintptr_t act_scale, uintptr_t weight, uintptr_t params,
-          uintptr_t s1, uintptr_t bias, uintptr_t out, uintptr_t workspace, size_t workspace_bytes, int64_t m,
-          int64_t n, int64_t k, int group_size, int splits, uintptr_t stream) {
-  KernelEntry const& kernel = lookup(config_id);
+// The problem plus the weight, output and stream of one launch (the activation pointers differ per entry point).
+GemmArgs launch_args(int64_t m, int64_t n, int64_t k, int group_size, int splits, uintptr_t weight, uintptr_t params,
+                     uintptr_t s1, uintptr_t bias, uintptr_t out, uintptr_t stream) {
   GemmArgs args = problem(m, n, k, group_size, splits);
-  // A short workspace would be silent memory corruption, so this one check stays on the hot path.
-  size_t const needed = kernel.workspace_size(args);
-  if (workspace_bytes < needed) {
-    throw nb::value_error(("workspace: " + config_id + " needs " + std::to_string(needed) + " bytes, got " +
-                           std::to_string(workspace_bytes)).c_str());
-  }
-  args.act = ptr<const int8_t>(act);
-  args.act_scale = ptr<const float>(act_scale);
   args.weight = ptr<const uint8_t>(weight);
   args.params = ptr<const uint8_t>(params);
   args.s1 = ptr<const float>(s1);
   args.bias = ptr<const float>(bias);
   args.out = ptr<void>(out);
-  args.workspace = ptr<void>(workspace);
   args.stream = reinterpret_cast<cudaStream_t>(stream);
   args.pdl = programmatic_launch;
+  return args;
+}
+
+// A buffer shorter than the kernel needs would be silent memory corruption, so this check stays on the hot path.
+void check_buffer(char const* name, std::string const& config_id, size_t bytes, size_t needed) {
+  if (bytes < needed) {
+    throw nb::value_error((std::string(name) + ": " + config_id + " needs " + std::to_string(needed) +
+                           " bytes, got " + std::to_string(bytes)).c_str());
+  }
+}
+
+liquidgemm::ActDtype act_dtype(std::string const& name) {
+  if (name == "bf16") return liquidgemm::ActDtype::kBF16;
+  if (name == "f16") return liquidgemm::ActDtype::kF16;
+  throw nb::value_error(("x_dtype: must be 'bf16' or 'f16', got '" + name + "'").c_str());
+}
+
+void gemm(std::string const& config_id, uintptr_t act, uintptr_t act_scale, uintptr_t weight, uintptr_t params,
+          uintptr_t s1, uintptr_t bias, uintptr_t out, uintptr_t workspace, size_t workspace_bytes, int64_t m,
+          int64_t n, int64_t k, int group_size, int splits, uintptr_t stream) {
+  KernelEntry const& kernel = lookup(config_id);
+  GemmArgs args = launch_args(m, n, k, group_size, splits, weight, params, s1, bias, out, stream);
+  check_buffer("workspace", config_id, workspace_bytes, kernel.workspace_size(args));
+  args.act = ptr<const int8_t>(act);
+  args.act_scale = ptr<const float>(act_scale);
+  args.workspace = ptr<void>(workspace);
   raise_if_error(kernel.run(args), config_id);
+}
+
+size_t linear_scratch_size(std::string const& config_id, int64_t m, int64_t n, int64_t k, int group_size) {
+  return liquidgemm::linear_scratch(lookup(config_id), problem(m, n, k, group_size, 0)).bytes;
+}
+
+void linear(std::string const& config_id, uintptr_t x, std::string const& x_dtype, uintptr_t scratch,
+            size_t scratch_bytes, uintptr_t weight, uintptr_t params, uintptr_t s1, uintptr_t bias, uintptr_t out,
+            int64_t m, int64_t n, int64_t k, int group_size, uintptr_t stream) {
+  KernelEntry const& kernel = lookup(config_id);
+  GemmArgs const args = launch_args(m, n, k, group_size, 0, weight, params, s1, bias, out, stream);
+  check_buffer("scratch", config_id, scratch_bytes, liquidgemm::linear_scratch(kernel, args).bytes);
+  raise_if_error(liquidgemm::run_linear(kernel, ptr<const void>(x), act_dtype(x_dtype), ptr<void>(scratch), args),
+                 config_id);
 }
 
 void quantize_act(uintptr_t x, std::string const& x_dtype, uintptr_t x_q, uintptr_t x_scale, int64_t m, int64_t k,
                   uintptr_t stream) {
-  if (x_dtype != "bf16" && x_dtype != "f16") {
-    throw nb::value_error(("x_dtype: must be 'bf16' or 'f16', got '" + x_dtype + "'").c_str());
-  }
-  auto const dtype = x_dtype == "bf16" ? liquidgemm::ActDtype::kBF16 : liquidgemm::ActDtype::kF16;
-  raise_if_error(liquidgemm::quantize_act(ptr<const void>(x), dtype, ptr<int8_t>(x_q), ptr<float>(x_scale), m, k,
-                                          reinterpret_cast<cudaStream_t>(stream)),
+  raise_if_error(liquidgemm::quantize_act(ptr<const void>(x), act_dtype(x_dtype), ptr<int8_t>(x_q),
+                                          ptr<float>(x_scale), m, k, reinterpret_cast<cudaStream_t>(stream)),
                  "quantize_act");
 }
 
@@ -105,6 +131,11 @@ NB_MODULE(_C, m) {
         "the previous kernel).");
   m.def("gemm_workspace_size", &gemm_workspace_size, "config_id"_a, "m"_a, "n"_a, "k"_a, "group_size"_a, "splits"_a,
         "Workspace bytes the config needs for this problem.");
+  m.def("linear_scratch_size", &linear_scratch_size, "config_id"_a, "m"_a, "n"_a, "k"_a, "group_size"_a,
+        "Scratch bytes linear() needs: int8 activations, token scales and the GEMM's workspace.");
+  m.def("linear", &linear, "config_id"_a, "x"_a, "x_dtype"_a, "scratch"_a, "scratch_bytes"_a, "weight"_a,
+        "params"_a, "s1"_a, "bias"_a, "out"_a, "m"_a, "n"_a, "k"_a, "group_size"_a, "stream"_a,
+        "Quantize x [m, k] ('bf16' or 'f16') into `scratch` and run the W4A8 GEMM on it, on `stream`.");
   m.def("quantize_act", &quantize_act, "x"_a, "x_dtype"_a, "x_q"_a, "x_scale"_a, "m"_a, "k"_a, "stream"_a,
         "Per-token symmetric INT8 quantization of x [m, k] ('bf16' or 'f16') on `stream`.");
 }

@@ -104,3 +104,17 @@ def test_built_extension_rejects_unknown_configs_and_dtypes():
         _C.quantize_act(0, "bf16", 0, 0, 1, 100, 0)
     with pytest.raises(RuntimeError, match=r"quantize_act: m must be in \[1, 2\^31\)"):
         _C.quantize_act(0, "f16", 0, 0, 0, 128, 0)
+
+
+def test_built_extension_lays_out_the_linear_scratch():
+    _C = pytest.importorskip("liquidgemm._C", reason="liquidgemm._C is not built")
+    config = _C.configs()[0]
+    for m, n, k in ((1, 128, 128), (7, 4096, 4096), (300, 1024, 28672)):
+        workspace = _C.gemm_workspace_size(config, m, n, k, 128, 0)
+        # int8 activations, then fp32 token scales, then the GEMM's workspace, each on a 256-byte boundary
+        expected = -(-m * k // 256) * 256 + -(-4 * m // 256) * 256 + workspace
+        assert _C.linear_scratch_size(config, m, n, k, 128) == expected
+    with pytest.raises(ValueError, match=r"scratch: .* needs \d+ bytes, got 0"):
+        _C.linear(config, 0, "bf16", 0, 0, 0, 0, 0, 0, 0, 1, 128, 128, 128, 0)
+    with pytest.raises(ValueError, match="x_dtype: must be 'bf16' or 'f16', got 'f32'"):
+        _C.linear(config, 0, "f32", 0, 1 << 20, 0, 0, 0, 0, 0, 1, 128, 128, 128, 0)

@@ -52,4 +52,16 @@ enum class ActDtype { kBF16, kF16 };
 Status quantize_act(const void* x, ActDtype dtype, int8_t* x_q, float* x_scale, int64_t m, int64_t k,
                     cudaStream_t stream);
 
+// w4a8_linear in one host call (kernels/linear.cpp): x [m, k] (bf16/f16) is quantized into the front of one
+// scratch buffer, which also holds the token scales and the GEMM's workspace, and the GEMM runs on it. Eager
+// callers then pay for one binding call and one allocation besides the output, not three of each.
+struct LinearScratch {
+  size_t act_scale = 0;  // byte offset of the [m] fp32 token scales (the int8 activations start at 0)
+  size_t workspace = 0;  // byte offset of the GEMM's workspace
+  size_t bytes = 0;      // total size
+};
+LinearScratch linear_scratch(KernelEntry const& kernel, GemmArgs const& problem);
+// `args` carries everything but act / act_scale / workspace, which point into `scratch` (>= linear_scratch bytes).
+Status run_linear(KernelEntry const& kernel, const void* x, ActDtype dtype, void* scratch, GemmArgs args);
+
 }  // namespace liquidgemm

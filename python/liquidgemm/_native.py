@@ -64,10 +64,12 @@ def configs() -> list[str]:
 def _stream(t: torch.Tensor) -> int:
     """The raw handle of torch's current stream on t's device (the private getter costs ~0.3 us instead of the
     several us of building a torch.cuda.Stream object)."""
-    raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)
-    if raw is not None:
-        return raw(t.device.index)
+    if _raw_stream is not None:
+        return _raw_stream(t.get_device())
     return torch.cuda.current_stream(t.device).cuda_stream
+
+
+_raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
 
 
 def gemm(config: str, x_q, x_scale, packed, params, s1, bias, out, workspace, group_size: int,
@@ -94,6 +96,22 @@ def gemm_workspace_size(config: str, m: int, n: int, k: int, group_size: int, sp
     """Bytes of workspace (a uint8 tensor) `config` needs for this problem; 0 for most configs (memoised: it is
     on the hot path of every call)."""
     return _lib().gemm_workspace_size(config, m, n, k, group_size, splits)
+
+
+@functools.lru_cache(maxsize=4096)
+def linear_scratch_size(config: str, m: int, n: int, k: int, group_size: int) -> int:
+    """Bytes of the uint8 scratch `linear` needs: int8 activations, token scales and the GEMM's workspace
+    (memoised: it is on the hot path of every call)."""
+    return _lib().linear_scratch_size(config, m, n, k, group_size)
+
+
+def linear(config: str, x, scratch, packed, params, s1, bias, out, m: int, n: int, k: int, group_size: int) -> None:
+    """out = w4a8_linear(x) with config `config`: x [.., K] (bf16/f16, m rows) is quantized into `scratch` and the
+    GEMM writes out [.., N], in one call of the extension (two kernels) on torch's current stream."""
+    assert x.is_cuda and x.dtype in _ACT_DTYPES, "ops.py validates first"
+    _lib().linear(config, x.data_ptr(), _ACT_DTYPES[x.dtype], scratch.data_ptr(), scratch.nbytes, packed.data_ptr(),
+                  params.data_ptr(), s1.data_ptr(), 0 if bias is None else bias.data_ptr(), out.data_ptr(),
+                  m, n, k, group_size, _stream(x))
 
 
 def quantize_act(x, x_q, x_scale) -> None:

@@ -96,10 +96,23 @@ def _gemm_cuda(x_q, x_scale, packed, params, s1, bias, group_size, out_dtype, co
 
 
 def _linear_cuda(x, packed, params, s1, bias, group_size, config=""):
+    from . import _native, dispatch
+
+    if not x.is_contiguous():
+        x = x.contiguous()
     k = x.shape[-1]
-    x_q, x_scale = _quantize_act_cuda(x)
-    y = _gemm_cuda(x_q.view(-1, k), x_scale.view(-1), packed, params, s1, bias, group_size, x.dtype, config)
-    return y.view(*x.shape[:-1], y.shape[-1])
+    m = x.numel() // k
+    n = _out_features(packed)
+    if not config:
+        config = dispatch.select_config(m, n, k, group_size, x.dtype)  # memoised: safe under graph capture
+    if bias is not None and bias.dtype != torch.float32:
+        bias = bias.float()  # the epilogue reads fp32 bias
+    out = torch.empty((*x.shape[:-1], n), dtype=x.dtype, device=x.device)
+    # int8 activations, their scales and the GEMM's workspace in one allocation, filled by one native call
+    scratch = torch.empty(_native.linear_scratch_size(config, m, n, k, group_size), dtype=torch.uint8,
+                          device=x.device)
+    _native.linear(config, x, scratch, packed, params, s1, bias, out, m, n, k, group_size)
+    return out
 
 
 # ---- fake (meta) impls: shapes and dtypes only ------------------------------------------------------------
