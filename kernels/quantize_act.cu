@@ -8,17 +8,50 @@
 namespace liquidgemm {
 namespace {
 
+// Multiprocessor count of the current device, queried once per device.
+int sm_count() {
+  constexpr int kMaxDevices = 64;
+  static int counts[kMaxDevices] = {};
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device >= kMaxDevices) return 132;
+  if (counts[device] == 0 &&
+      cudaDeviceGetAttribute(&counts[device], cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
+    return 132;
+  }
+  return counts[device];
+}
+
+// CTAs per row in CTA-per-row mode: one SM streams only ~20 GB/s, so a small batch of long rows (decode) is split
+// over a cluster until the grid covers the SMs, each CTA keeping >= kMinPartElems elements.
+int row_parts(int64_t m, int64_t k) {
+  using namespace act_quant;
+  int const sms = sm_count();
+  int parts = 1;
+  while (parts < kMaxRowParts && m * parts * 2 <= sms && k / (parts * 2) >= kMinPartElems) parts *= 2;
+  return parts;
+}
+
 template <class T>
-void launch(void const* x, int8_t* x_q, float* x_scale, int64_t m, int64_t k, cudaStream_t stream) {
+cudaError_t launch(void const* x, int8_t* x_q, float* x_scale, int64_t m, int64_t k, cudaStream_t stream) {
   using namespace act_quant;
   auto const* rows = static_cast<T const*>(x);
   if (k / kUnitElems <= kWarpRowUnits) {
     constexpr int kRowsPerCta = kThreads / 32;
     auto const grid = static_cast<unsigned>((m + kRowsPerCta - 1) / kRowsPerCta);
     quantize_rows<T, 32><<<grid, kThreads, 0, stream>>>(rows, x_q, x_scale, m, k);
-  } else {
-    quantize_rows<T, kThreads><<<static_cast<unsigned>(m), kThreads, 0, stream>>>(rows, x_q, x_scale, m, k);
+    return cudaSuccess;
   }
+  auto const parts = static_cast<unsigned>(row_parts(m, k));
+  cudaLaunchAttribute cluster{};
+  cluster.id = cudaLaunchAttributeClusterDimension;
+  cluster.val.clusterDim.x = parts, cluster.val.clusterDim.y = 1, cluster.val.clusterDim.z = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(static_cast<unsigned>(m) * parts);
+  config.blockDim = dim3(kThreads);
+  config.stream = stream;
+  config.attrs = &cluster;
+  config.numAttrs = 1;
+  return cudaLaunchKernelEx(&config, quantize_rows<T, kThreads>, rows, x_q, x_scale, m, k);
 }
 
 }  // namespace
@@ -31,12 +64,9 @@ Status quantize_act(void const* x, ActDtype dtype, int8_t* x_q, float* x_scale, 
   if ((reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(x_q)) % 16 != 0) {
     return Status::error("x and x_q must be 16-byte aligned");
   }
-  if (dtype == ActDtype::kBF16) {
-    launch<__nv_bfloat16>(x, x_q, x_scale, m, k, stream);
-  } else {
-    launch<__half>(x, x_q, x_scale, m, k, stream);
-  }
-  cudaError_t const err = cudaGetLastError();
+  cudaError_t err = dtype == ActDtype::kBF16 ? launch<__nv_bfloat16>(x, x_q, x_scale, m, k, stream)
+                                             : launch<__half>(x, x_q, x_scale, m, k, stream);
+  if (err == cudaSuccess) err = cudaGetLastError();
   return err == cudaSuccess ? Status::success() : Status::error(cudaGetErrorString(err));
 }
 

@@ -1,5 +1,6 @@
 """The CUDA activation quantizer is bit-exact with quantize_act_reference (CPU) on every row shape it serves:
-one warp per row (K <= 2048), one CTA per row with the row in registers (K <= 16384), and rows reread in pass 2."""
+one warp per row (K <= 2048), one CTA per row with the row in registers (K <= 16384), rows reread in pass 2, and
+rows split over a cluster of 2-8 CTAs (small M: e.g. M = 1, 7 -> 4-8 parts, M = 64 -> 2 parts)."""
 from __future__ import annotations
 
 import pytest

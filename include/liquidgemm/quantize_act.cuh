@@ -5,6 +5,7 @@
 // Finite inputs only: fmaxf drops NaN where torch.amax propagates it.
 #pragma once
 
+#include <cooperative_groups.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -19,6 +20,8 @@ constexpr int kThreads = 512;     // per CTA: with kCachedUnits, a CTA-per-row k
 constexpr int kUnitElems = 16;    // a thread's step: two 16-byte loads in, one 16-byte store out
 constexpr int kCachedUnits = 4;   // units a thread keeps in registers between the amax pass and the quantize pass
 constexpr int kWarpRowUnits = 32 * kCachedUnits;  // rows up to this many units (K <= 2048) get one warp, all cached
+constexpr int kMaxRowParts = 8;     // a longer row may be split over a cluster of up to this many CTAs ...
+constexpr int kMinPartElems = 1024; // ... each keeping at least this many elements
 
 struct alignas(16) Unit {
   uint4 lo, hi;  // 16 activations, bf16 or f16
@@ -102,8 +105,22 @@ __device__ __forceinline__ float row_max(float v) {
   return v;
 }
 
-// One warp per row (kThreadsPerRow = 32, short rows) or one CTA per row (kThreadsPerRow = kThreads).
-// Requires k % kUnitElems == 0 and 16-byte aligned x and x_q (the callers guarantee k % 128 == 0).
+// Max over the CTAs of this thread block cluster (DSMEM); every thread of the CTA passes its CTA's max.
+__device__ __forceinline__ float cluster_max(float v) {
+  namespace cg = cooperative_groups;
+  __shared__ float cta_max;
+  cg::cluster_group cluster = cg::this_cluster();
+  if (threadIdx.x == 0) cta_max = v;
+  cluster.sync();
+  for (unsigned rank = 0; rank < cluster.num_blocks(); ++rank) v = fmaxf(v, *cluster.map_shared_rank(&cta_max, rank));
+  cluster.sync();  // no CTA leaves (freeing its shared memory) before all have read it
+  return v;
+}
+
+// One warp per row (kThreadsPerRow = 32, short rows) or one CTA per row (kThreadsPerRow = kThreads). In CTA mode
+// a row may also be split into equal parts over the CTAs of a cluster (launched as a (parts, 1, 1) cluster):
+// the row max then goes through distributed shared memory. Max is order-free, so the codes do not depend on it.
+// Requires k % (kUnitElems * parts) == 0 and 16-byte aligned x and x_q (the callers guarantee k % 128 == 0).
 template <class T, int kThreadsPerRow>
 __global__ void __launch_bounds__(kThreads)
     quantize_rows(T const* __restrict__ x, int8_t* __restrict__ x_q, float* __restrict__ x_scale, int64_t m,
@@ -113,13 +130,16 @@ __global__ void __launch_bounds__(kThreads)
   // for this grid to complete before it reads x_q.
   arch::allow_dependent_grids();
   constexpr int kRowsPerCta = kThreads / kThreadsPerRow;
-  int64_t const row = int64_t(blockIdx.x) * kRowsPerCta + threadIdx.x / kThreadsPerRow;
+  unsigned const parts = kThreadsPerRow == kThreads ? cooperative_groups::this_cluster().num_blocks() : 1;
+  unsigned const part = blockIdx.x % parts;  // the cluster's CTAs are consecutive in x: part = rank
+  int64_t const row = int64_t(blockIdx.x / parts) * kRowsPerCta + threadIdx.x / kThreadsPerRow;
   int const lane = threadIdx.x % kThreadsPerRow;
   if (row >= m) return;  // only in warp-per-row mode, where a whole warp leaves and nobody waits at a barrier
 
-  Unit const* in = reinterpret_cast<Unit const*>(x + row * k);
-  uint4* out = reinterpret_cast<uint4*>(x_q + row * k);
-  int const units = static_cast<int>(k / kUnitElems);
+  int64_t const span = k / parts;
+  Unit const* in = reinterpret_cast<Unit const*>(x + row * k + part * span);
+  uint4* out = reinterpret_cast<uint4*>(x_q + row * k + part * span);
+  int const units = static_cast<int>(span / kUnitElems);
   int const first_uncached = kCachedUnits * kThreadsPerRow;
 
   // Pass 1: amax. The first kCachedUnits units per thread stay in registers; longer rows reread the rest
@@ -136,9 +156,10 @@ __global__ void __launch_bounds__(kThreads)
   }
   for (int u = first_uncached + lane; u < units; u += kThreadsPerRow) amax = fmaxf(amax, unit_amax<T>(in[u]));
   amax = row_max<kThreadsPerRow>(amax);
+  if (parts > 1) amax = cluster_max(amax);
 
   float const scale = amax == 0.f ? 1.f : __fdiv_rn(amax, 127.f);
-  if (lane == 0) x_scale[row] = scale;
+  if (lane == 0 && part == 0) x_scale[row] = scale;
 
   // Pass 2: quantize.
 #pragma unroll

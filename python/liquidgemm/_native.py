@@ -115,7 +115,9 @@ def linear(config: str, x, scratch, packed, params, s1, bias, out, m: int, n: in
 
 
 def quantize_act(x, x_q, x_scale) -> None:
-    """Per-token INT8 quantization of x [M, K] (bf16/f16) into x_q [M, K] int8 and x_scale [M] fp32."""
-    m, k = x.shape
+    """Per-token INT8 quantization of x [..., K] (bf16/f16, contiguous) into x_q (int8, x's shape) and x_scale
+    (fp32, one per row)."""
+    k = x.shape[-1]
     assert x.is_cuda and x.dtype in _ACT_DTYPES and x_q.shape == x.shape, "ops.py validates first"
-    _lib().quantize_act(x.data_ptr(), _ACT_DTYPES[x.dtype], x_q.data_ptr(), x_scale.data_ptr(), m, k, _stream(x))
+    _lib().quantize_act(x.data_ptr(), _ACT_DTYPES[x.dtype], x_q.data_ptr(), x_scale.data_ptr(), x.numel() // k, k,
+                        _stream(x))
