@@ -21,10 +21,11 @@ int sm_count() {
   return counts[device];
 }
 
-// CTAs per row in CTA-per-row mode: one SM streams only ~20 GB/s, so a small batch of long rows (decode) is split
-// over a cluster until the grid covers the SMs, each CTA keeping >= kMinPartElems elements.
+// CTAs per row in CTA-per-row mode: one SM streams only ~20 GB/s, so a small batch of very long rows (decode) is
+// split over a cluster while the grid still fits the SMs (see kSplitRowElems).
 int row_parts(int64_t m, int64_t k) {
   using namespace act_quant;
+  if (k <= kSplitRowElems) return 1;
   int const sms = sm_count();
   int parts = 1;
   while (parts < kMaxRowParts && m * parts * 2 <= sms && k / (parts * 2) >= kMinPartElems) parts *= 2;

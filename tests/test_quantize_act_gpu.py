@@ -1,6 +1,6 @@
 """The CUDA activation quantizer is bit-exact with quantize_act_reference (CPU) on every row shape it serves:
 one warp per row (K <= 2048), one CTA per row with the row in registers (K <= 16384), rows reread in pass 2, and
-rows split over a cluster of 2-8 CTAs (small M: e.g. M = 1, 7 -> 4-8 parts, M = 64 -> 2 parts)."""
+rows of K > 16384 split over a cluster of CTAs (small M: M = 1, 7 -> 4 parts at K = 28672, M = 64 -> 2 parts)."""
 from __future__ import annotations
 
 import pytest
@@ -11,7 +11,7 @@ from liquidgemm import _native, quantize_act_reference
 pytestmark = pytest.mark.gpu
 
 MS = (1, 7, 64, 1000)
-KS = (128, 4096, 8192, 28672)
+KS = (128, 4096, 8192, 20480, 28672)
 DTYPES = (torch.bfloat16, torch.float16)
 
 

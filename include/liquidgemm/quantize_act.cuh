@@ -20,8 +20,12 @@ constexpr int kThreads = 512;     // per CTA: with kCachedUnits, a CTA-per-row k
 constexpr int kUnitElems = 16;    // a thread's step: two 16-byte loads in, one 16-byte store out
 constexpr int kCachedUnits = 4;   // units a thread keeps in registers between the amax pass and the quantize pass
 constexpr int kWarpRowUnits = 32 * kCachedUnits;  // rows up to this many units (K <= 2048) get one warp, all cached
-constexpr int kMaxRowParts = 8;     // a longer row may be split over a cluster of up to this many CTAs ...
-constexpr int kMinPartElems = 1024; // ... each keeping at least this many elements
+// Rows longer than kSplitRowElems may be split over a cluster of up to kMaxRowParts CTAs, each keeping at least
+// kMinPartElems elements. Measured on the H100 (decode, quantize + GEMM): K = 28672 gains ~3 us, while splitting
+// rows of K <= 14336 loses 1-4 us (cluster launch and the SMs the quantizer holds back from the GEMM's CTAs).
+constexpr int kSplitRowElems = 16384;
+constexpr int kMaxRowParts = 8;
+constexpr int kMinPartElems = 4096;
 
 struct alignas(16) Unit {
   uint4 lo, hi;  // 16 activations, bf16 or f16

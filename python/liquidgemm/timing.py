@@ -6,7 +6,10 @@ time, so timing eager launches measures Python. Instead `time_op`:
 1. builds R independent operand sets whose bytes together exceed 4x the L2 cache, so that every call reads its
    weights from HBM (a weight reused call after call would sit in the 50 MB L2 and look impossibly fast);
 2. captures a CUDA graph that makes `calls >= R` calls, cycling through the R operand sets;
-3. replays the graph `repeats` times between CUDA events; one sample = replay time / calls.
+3. replays the graph for at least WARMUP_S seconds (and `warmup` times), then `repeats` times between CUDA
+   events; one sample = replay time / calls. The timed warm-up matters after any idle period (the bench's
+   cool-down, host work): the clocks drop to ~345 MHz when idle and take tens of ms to come back, so a fixed handful
+   of sub-millisecond warm-up replays left the first peer of every point timed partly at low clocks.
 
 When a callable cannot be captured, it falls back to the sum of device kernel durations seen by
 `torch.profiler`, and says so in `Timing.method`.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,6 +33,8 @@ MIN_CALLS_PER_REPLAY = 10
 MAX_ROTATIONS = 256
 #: rotated copies may take at most this share of the free GPU memory
 MAX_MEMORY_SHARE = 0.5
+#: seconds of graph replays before the timed ones: enough for the clocks to ramp up from idle
+WARMUP_S = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,8 +182,12 @@ def _try_capture(run_all: Callable[[], None]) -> torch.cuda.CUDAGraph | None:
 
 
 def _graph_samples(graph: torch.cuda.CUDAGraph, calls: int, repeats: int, warmup: int) -> list[float]:
-    for _ in range(warmup):
+    start = time.perf_counter()
+    done = 0
+    while done < warmup or time.perf_counter() - start < WARMUP_S:
         graph.replay()
+        torch.cuda.synchronize()  # keeps the host clock in step with the GPU's work
+        done += 1
     starts = [torch.cuda.Event(enable_timing=True) for _ in range(repeats)]
     ends = [torch.cuda.Event(enable_timing=True) for _ in range(repeats)]
     for start, end in zip(starts, ends):
