@@ -3,7 +3,9 @@
   compute-sanitizer --tool memcheck python bench/sanitize_cases.py
 
 Every compiled config runs ragged token counts (partial tiles in the TMA loads and stores), both group sizes and
-a bias, and its result is compared with the CPU reference, so a clean sanitizer run is also a correct one.
+a bias, and its result is compared with the CPU reference, so a clean sanitizer run is also a correct one. The
+activation quantizer runs each of its row modes (warp per row, CTA per row, rows split over a cluster with the max
+in distributed shared memory), alone and inside `w4a8_linear`'s one-call path, checked bit for bit.
 Problems are tiny: the sanitizer slows kernels down by orders of magnitude.
 """
 from __future__ import annotations
@@ -13,6 +15,7 @@ import torch
 import liquidgemm as lg
 from liquidgemm import _native, ops
 
+QUANT_CASES = [(1, 128), (3, 4096), (1, 20480), (5, 28672), (64, 20480)]  # (M, K): warp, CTA, cluster rows
 CASES = [  # (M tokens, N channels, K, group size)
     (1, 256, 512, 128),
     (7, 128, 256, 64),
@@ -44,7 +47,19 @@ def main() -> None:
             if not ok:
                 raise SystemExit(f"MISMATCH {config} m={m} n={n} k={k} g={group}")
             passed += 1
-    print(f"{passed} cases passed on {len(_native.configs())} configs")
+    for m, k in QUANT_CASES:
+        x = (torch.randn(m, k) * torch.rand(m, 1)).to(torch.bfloat16)
+        want_q, want_scale = lg.quantize_act_reference(x)
+        got_q, got_scale = (t.cpu() for t in ops.quantize_act(x.cuda()))
+        if not (torch.equal(got_q, want_q) and torch.equal(got_scale, want_scale)):
+            raise SystemExit(f"MISMATCH quantize_act m={m} k={k}")
+        qw = lg.quantize_weight(torch.randn(128, k, dtype=torch.bfloat16), group_size=128)
+        want = lg.w4a8_gemm_reference(want_q, want_scale, qw, out_dtype=torch.bfloat16)
+        got = ops.w4a8_linear(x.cuda(), qw.to("cuda")).cpu()
+        if not torch.allclose(got.float(), want.float(), rtol=1e-2, atol=1e-2):
+            raise SystemExit(f"MISMATCH w4a8_linear m={m} k={k}")
+        passed += 1
+    print(f"{passed} cases passed on {len(_native.configs())} configs and the activation quantizer")
 
 
 if __name__ == "__main__":

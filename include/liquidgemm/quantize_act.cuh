@@ -114,6 +114,9 @@ __device__ __forceinline__ float cluster_max(float v) {
   namespace cg = cooperative_groups;
   __shared__ float cta_max;
   cg::cluster_group cluster = cg::this_cluster();
+  // Every thread is done reading row_max's warp maxima before cta_max is written: racecheck reports the write
+  // against those reads otherwise (the two may share a shared-memory word).
+  __syncthreads();
   if (threadIdx.x == 0) cta_max = v;
   cluster.sync();
   for (unsigned rank = 0; rank < cluster.num_blocks(); ++rank) v = fmaxf(v, *cluster.map_shared_rank(&cta_max, rank));
