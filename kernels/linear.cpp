@@ -19,8 +19,8 @@ LinearScratch linear_scratch(KernelEntry const& kernel, GemmArgs const& problem)
   return layout;
 }
 
-Status run_linear(KernelEntry const& kernel, void const* x, ActDtype dtype, void* scratch, GemmArgs args) {
-  LinearScratch const layout = linear_scratch(kernel, args);
+Status run_linear(KernelEntry const& kernel, LinearScratch const& layout, void const* x, ActDtype dtype,
+                  void* scratch, GemmArgs args) {
   auto* const base = static_cast<uint8_t*>(scratch);
   auto* const act = reinterpret_cast<int8_t*>(base);
   auto* const act_scale = reinterpret_cast<float*>(base + layout.act_scale);

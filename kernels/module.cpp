@@ -105,9 +105,11 @@ void linear(std::string const& config_id, uintptr_t x, std::string const& x_dtyp
             int64_t m, int64_t n, int64_t k, int group_size, uintptr_t stream) {
   KernelEntry const& kernel = lookup(config_id);
   GemmArgs const args = launch_args(m, n, k, group_size, 0, weight, params, s1, bias, out, stream);
-  check_buffer("scratch", config_id, scratch_bytes, liquidgemm::linear_scratch(kernel, args).bytes);
-  raise_if_error(liquidgemm::run_linear(kernel, ptr<const void>(x), act_dtype(x_dtype), ptr<void>(scratch), args),
-                 config_id);
+  liquidgemm::LinearScratch const layout = liquidgemm::linear_scratch(kernel, args);
+  check_buffer("scratch", config_id, scratch_bytes, layout.bytes);
+  raise_if_error(
+      liquidgemm::run_linear(kernel, layout, ptr<const void>(x), act_dtype(x_dtype), ptr<void>(scratch), args),
+      config_id);
 }
 
 void quantize_act(uintptr_t x, std::string const& x_dtype, uintptr_t x_q, uintptr_t x_scale, int64_t m, int64_t k,

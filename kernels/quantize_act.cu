@@ -2,31 +2,19 @@
 // Host launcher for the per-token activation quantizer (include/liquidgemm/quantize_act.cuh).
 #include <climits>
 
+#include "liquidgemm/arch/sm_count.hpp"
 #include "liquidgemm/launch.hpp"
 #include "liquidgemm/quantize_act.cuh"
 
 namespace liquidgemm {
 namespace {
 
-// Multiprocessor count of the current device, queried once per device.
-int sm_count() {
-  constexpr int kMaxDevices = 64;
-  static int counts[kMaxDevices] = {};
-  int device = 0;
-  if (cudaGetDevice(&device) != cudaSuccess || device >= kMaxDevices) return 132;
-  if (counts[device] == 0 &&
-      cudaDeviceGetAttribute(&counts[device], cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
-    return 132;
-  }
-  return counts[device];
-}
-
 // CTAs per row in CTA-per-row mode: one SM streams only ~20 GB/s, so a small batch of very long rows (decode) is
 // split over a cluster while the grid still fits the SMs (see kSplitRowElems).
 int row_parts(int64_t m, int64_t k) {
   using namespace act_quant;
   if (k <= kSplitRowElems) return 1;
-  int const sms = sm_count();
+  int const sms = arch::sm_count_for_sizing();
   int parts = 1;
   while (parts < kMaxRowParts && m * parts * 2 <= sms && k / (parts * 2) >= kMinPartElems) parts *= 2;
   return parts;

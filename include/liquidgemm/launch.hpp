@@ -61,7 +61,9 @@ struct LinearScratch {
   size_t bytes = 0;      // total size
 };
 LinearScratch linear_scratch(KernelEntry const& kernel, GemmArgs const& problem);
-// `args` carries everything but act / act_scale / workspace, which point into `scratch` (>= linear_scratch bytes).
-Status run_linear(KernelEntry const& kernel, const void* x, ActDtype dtype, void* scratch, GemmArgs args);
+// `args` carries everything but act / act_scale / workspace, which point into `scratch` as `layout` (this
+// problem's linear_scratch, computed once by the caller, who also checks the buffer's size against it) says.
+Status run_linear(KernelEntry const& kernel, LinearScratch const& layout, const void* x, ActDtype dtype,
+                  void* scratch, GemmArgs args);
 
 }  // namespace liquidgemm

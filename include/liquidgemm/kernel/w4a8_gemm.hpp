@@ -15,6 +15,7 @@
 #include "cutlass/kernel_hardware_info.h"
 #include "cutlass/numeric_types.h"
 
+#include "liquidgemm/arch/sm_count.hpp"
 #include "liquidgemm/collective/sm90_mma_liquid_w4a8.hpp"
 #include "liquidgemm/epilogue/split_k_reduce.cuh"
 #include "liquidgemm/epilogue/token_channel_scale.hpp"
@@ -71,18 +72,6 @@ struct GemmConfig {
 
 namespace detail {
 
-// Multiprocessor count of the current device, queried once per device (persistent grids size to it).
-inline int sm_count() {
-  constexpr int kMaxDevices = 64;
-  static int counts[kMaxDevices] = {};
-  int device = 0;
-  if (cudaGetDevice(&device) != cudaSuccess || device >= kMaxDevices) return 0;
-  if (counts[device] == 0) {
-    counts[device] = cutlass::KernelHardwareInfo::query_device_multiprocessor_count(device);
-  }
-  return counts[device];
-}
-
 // Split count of a split-K config: `a.splits` if given, else the count that minimises the k-blocks of the busiest
 // SM, ceil(tiles * s / SMs) * (k_blocks / s + 2), where the 2 stands for a tile's epilogue and pipeline refill.
 // Every split keeps >= 4 k-blocks (a streaming pipeline) and divides the k-blocks evenly.
@@ -96,7 +85,7 @@ int split_count(GemmArgs const& a) {
     constexpr int64_t kTileN = cute::size<1>(typename Config::TileShape{});
     int64_t const tiles = a.n / kTileM * ((a.m + kTileN - 1) / kTileN);
     int64_t const k_blocks = a.k / format::kBlockK;
-    int64_t const sms = sm_count() > 0 ? sm_count() : 132;
+    int64_t const sms = arch::sm_count_for_sizing();
     int best = 1;
     int64_t best_cost = INT64_MAX;
     for (int s = 1; s <= 16; ++s) {
@@ -135,7 +124,7 @@ typename Config::Gemm::Arguments make_arguments(GemmArgs const& a) {
   args.epilogue.thread = Config::Fusion::arguments(a.act_scale, a.s1, a.bias);
   args.epilogue.ptr_D = static_cast<typename Config::KernelOutT*>(Config::kSplitK ? a.workspace : a.out);
   args.epilogue.dD = stride_out;
-  args.hw_info.sm_count = sm_count();
+  args.hw_info.sm_count = arch::sm_count();  // 0: CUTLASS queries it itself
   if constexpr (Config::kStreamK) {
     using Decomposition = cutlass::gemm::kernel::detail::DecompositionMode;
     // Partial tiles are reduced in int32: any order gives the same bits, so the peers of a tile add into the
