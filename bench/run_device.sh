@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build, verify and time liquidgemm on a GPU machine in one go: what produced the committed H100 results.
 #   bench/run_device.sh CONFIGS STEP...      CONFIGS: all | ci | comma list of config ids
-#   steps: build peer test sass ncu timeconfigs sanitize bench70 bench8 layer tune e2e overhead accuracy
+#   steps: build peer test sass ncu timeconfigs sanitize bench70 bench8 layer tune e2e overhead fused accuracy
 # Logs and results go to $OUT (default /tmp/liquidgemm-out). Offline machines: put the nvidia-cutlass wheel in
 # .whl/ and it is installed from there.
 set -uo pipefail
@@ -72,6 +72,7 @@ step_sanitize() {
     echo "$tool: rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|cases passed' "$OUT/sanitize_$tool.log" | tr '\n' ' ')"
   done
 }
+step_fused() { python3 bench/fused_decode.py --out "bench/results/$GPU_SLUG" ${FUSED_ARGS:-} 2>&1 | tail -70; }
 step_accuracy() { python3 bench/accuracy_minilm.py --device cuda 2>&1 | tail -30; }
 
 # Results travel back as one archive (the device tool returns at most 8 files).

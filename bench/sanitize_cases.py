@@ -4,6 +4,7 @@
 
 Every compiled config runs ragged token counts (partial tiles in the TMA loads and stores), both group sizes and
 a bias, and its result is compared with the CPU reference, so a clean sanitizer run is also a correct one. The
+fused-quantization configs run through `w4a8_linear` on the cases that fit their token tile. The
 activation quantizer runs each of its row modes (warp per row, CTA per row, rows split over a cluster with the max
 in distributed shared memory), alone and inside `w4a8_linear`'s one-call path, checked bit for bit.
 Problems are tiny: the sanitizer slows kernels down by orders of magnitude.
@@ -14,6 +15,7 @@ import torch
 
 import liquidgemm as lg
 from liquidgemm import _native, ops
+from liquidgemm._configs import TileConfig
 
 QUANT_CASES = [(1, 128), (3, 4096), (1, 20480), (5, 28672), (64, 20480)]  # (M, K): warp, CTA, cluster rows
 CASES = [  # (M tokens, N channels, K, group size)
@@ -24,12 +26,29 @@ CASES = [  # (M tokens, N channels, K, group size)
 ]
 
 
+def check_fused(config: str, dtype: torch.dtype, m: int, n: int, k: int, group: int) -> int:
+    qw = lg.quantize_weight(torch.randn(n, k, dtype=dtype), group_size=group)
+    x = torch.randn(m, k, dtype=dtype)
+    bias = torch.randn(n, dtype=dtype)
+    want = ops.w4a8_linear(x, qw, bias=bias)  # CPU: the reference
+    got = ops.w4a8_linear(x.cuda(), qw.to("cuda"), bias=bias.cuda(), config=config).cpu()
+    torch.cuda.synchronize()
+    if not torch.equal(got, want):
+        raise SystemExit(f"MISMATCH {config} m={m} n={n} k={k} g={group}")
+    return 1
+
+
 def main() -> None:
     torch.manual_seed(0)
     passed = 0
     for config in _native.configs():
         out_dtype = {"bf16": torch.bfloat16, "f16": torch.float16, "s32": torch.int32}[config.split("_")[2]]
+        fused = TileConfig.parse(config)
         for m, n, k, group in CASES:
+            if fused.fused_quant:  # quantizes inside the GEMM: runs through w4a8_linear, at most tile_n tokens
+                if m <= fused.tile_n:
+                    passed += check_fused(config, out_dtype, m, n, k, group)
+                continue
             act_dtype = torch.float16 if out_dtype == torch.float16 else torch.bfloat16
             qw = lg.quantize_weight(torch.randn(n, k, dtype=act_dtype), group_size=group)
             x = torch.randn(m, k, dtype=act_dtype)

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// quantize_act + GEMM behind one host entry point (see launch.hpp, LinearScratch).
+// quantize_act + GEMM behind one host entry point (see launch.hpp, LinearScratch). A fused-quantization config
+// reads x itself: its scratch holds only the token scales (which it writes) and the workspace.
 #include "liquidgemm/launch.hpp"
 
 namespace liquidgemm {
@@ -13,7 +14,7 @@ size_t aligned(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
 LinearScratch linear_scratch(KernelEntry const& kernel, GemmArgs const& problem) {
   LinearScratch layout;
-  layout.act_scale = aligned(size_t(problem.m) * size_t(problem.k));
+  layout.act_scale = kernel.quantizes_act ? 0 : aligned(size_t(problem.m) * size_t(problem.k));
   layout.workspace = layout.act_scale + aligned(size_t(problem.m) * sizeof(float));
   layout.bytes = layout.workspace + kernel.workspace_size(problem);
   return layout;
@@ -24,11 +25,15 @@ Status run_linear(KernelEntry const& kernel, LinearScratch const& layout, void c
   auto* const base = static_cast<uint8_t*>(scratch);
   auto* const act = reinterpret_cast<int8_t*>(base);
   auto* const act_scale = reinterpret_cast<float*>(base + layout.act_scale);
+  args.act_scale = act_scale;
+  args.workspace = base + layout.workspace;
+  if (kernel.quantizes_act) {  // the config's activation type is its output type, which the caller matched to x
+    args.x = x;
+    return kernel.run(args);
+  }
   Status const quantized = quantize_act(x, dtype, act, act_scale, args.m, args.k, args.stream);
   if (!quantized.ok) return quantized;
   args.act = act;
-  args.act_scale = act_scale;
-  args.workspace = base + layout.workspace;
   return kernel.run(args);
 }
 

@@ -91,7 +91,7 @@ void gemm(std::string const& config_id, uintptr_t act, uintptr_t act_scale, uint
   GemmArgs args = launch_args(m, n, k, group_size, splits, weight, params, s1, bias, out, stream);
   check_buffer("workspace", config_id, workspace_bytes, kernel.workspace_size(args));
   args.act = ptr<const int8_t>(act);
-  args.act_scale = ptr<const float>(act_scale);
+  args.act_scale = ptr<float>(act_scale);
   args.workspace = ptr<void>(workspace);
   raise_if_error(kernel.run(args), config_id);
 }

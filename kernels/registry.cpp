@@ -6,8 +6,8 @@
 
 namespace liquidgemm {
 namespace kernels {
-#define LIQUIDGEMM_KERNEL(id)              \
-  Status id##_run(GemmArgs const& args); \
+#define LIQUIDGEMM_KERNEL(id, quantizes_act) \
+  Status id##_run(GemmArgs const& args);     \
   size_t id##_workspace(GemmArgs const& args);
 #include "kernel_list.inc"
 #undef LIQUIDGEMM_KERNEL
@@ -15,7 +15,7 @@ namespace kernels {
 
 namespace {
 constexpr KernelEntry kKernels[] = {
-#define LIQUIDGEMM_KERNEL(id) {#id, kernels::id##_run, kernels::id##_workspace},
+#define LIQUIDGEMM_KERNEL(id, quantizes_act) {#id, quantizes_act, kernels::id##_run, kernels::id##_workspace},
 #include "kernel_list.inc"
 #undef LIQUIDGEMM_KERNEL
 };

@@ -13,14 +13,17 @@ from liquidgemm._configs import CI_CONFIGS, CONFIGS, TileConfig, emit, select, s
 TEMPLATE = Path(__file__).resolve().parents[1] / "kernels" / "w4a8_gemm.cu.in"
 
 
-def only(out: str, tile_n: int = 64, scheduler: str = "persist") -> TileConfig:
+def only(out: str, tile_n: int = 64, scheduler: str = "persist", fused_quant: bool = False) -> TileConfig:
     """The one config of CONFIGS with these fields (stage counts are tuned, so tests never spell them)."""
-    (config,) = [c for c in CONFIGS if (c.out, c.tile_n, c.scheduler) == (out, tile_n, scheduler)]
+    (config,) = [c for c in CONFIGS
+                 if (c.out, c.tile_n, c.scheduler, c.fused_quant) == (out, tile_n, scheduler, fused_quant)]
     return config
 
 
 BF16_64 = only("bf16").id
 S32_64 = only("s32").id
+FQ_8 = only("bf16", 8, fused_quant=True).id
+CI_IDS = [BF16_64, S32_64, FQ_8]
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.id)
@@ -36,9 +39,13 @@ def test_id_spells_every_field():
 
 def test_config_list_is_the_documented_one():
     ids = [c.id for c in CONFIGS]
-    assert len(ids) == len(set(ids)) == 29
+    assert len(ids) == len(set(ids)) == 45
     for out in ("bf16", "f16"):
-        mine = [c for c in CONFIGS if c.out == out]
+        fused = [c for c in CONFIGS if c.out == out and c.fused_quant]
+        assert sorted((c.tile_n, c.scheduler) for c in fused) == [
+            (t, s) for t in (8, 16, 32, 64) for s in ("persist", "splitk")]
+        assert all(c.id.endswith("_fq") and c.schedule == "coop" for c in fused)
+        mine = [c for c in CONFIGS if c.out == out and not c.fused_quant]
         assert sorted({c.tile_n for c in mine}) == [8, 16, 32, 64, 128, 256]
         assert all(c.tile_m == 128 and c.schedule == "coop" for c in mine)
         assert sorted(c.tile_n for c in mine if c.scheduler == "streamk") == [8, 16, 32, 64]
@@ -51,7 +58,7 @@ def test_config_list_is_the_documented_one():
 def test_stages_come_from_the_shared_memory_budget():
     for c in CONFIGS:
         kernel_out = "s32" if c.scheduler == "splitk" else c.out  # split-K tiles store int32 partials
-        assert c.stages == stages_that_fit(kernel_out, c.tile_m, c.tile_n) >= 2, c.id
+        assert c.stages == stages_that_fit(kernel_out, c.tile_m, c.tile_n, fused_quant=c.fused_quant) >= 2, c.id
     for out in ("bf16", "s32"):
         depths = [stages_that_fit(out, 128, tile_n) for tile_n in (8, 16, 32, 64, 128, 256)]
         assert depths == sorted(depths, reverse=True)  # larger activation tiles, fewer stages
@@ -111,7 +118,7 @@ def test_pingpong_with_64_rows_is_valid():
 
 def test_select():
     assert select("all") == CONFIGS and select("all") is not CONFIGS
-    assert [c.id for c in select("ci")] == [BF16_64, S32_64] == [c.id for c in CI_CONFIGS]
+    assert [c.id for c in select("ci")] == CI_IDS == [c.id for c in CI_CONFIGS]
     assert [c.id for c in select(f" {S32_64} ,{BF16_64},{S32_64},")] == [S32_64, BF16_64]  # order kept, deduped
     novel = "w4a8_sm90_f16_t64x24x128_c1x1_s7_pp_persist"  # any valid id, not only those in CONFIGS
     assert select(novel) == [TileConfig.parse(novel)]
@@ -132,33 +139,50 @@ def test_select_rejects(bad, error, message):
 def test_emit_writes_one_tu_per_config_and_the_list(tmp_path):
     configs = select("ci")
     sources = emit(tmp_path, configs, TEMPLATE)
-    assert sources == [tmp_path / f"{BF16_64}.cu", tmp_path / f"{S32_64}.cu"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"{BF16_64}.cu", f"{S32_64}.cu", "kernel_list.inc"])
+    assert sources == [tmp_path / f"{i}.cu" for i in CI_IDS]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"{i}.cu" for i in CI_IDS] + ["kernel_list.inc"])
 
     bf16 = sources[0].read_text()
     assert "@" not in bf16  # every placeholder substituted
     assert '#include "cutlass/numeric_types.h"' in bf16
     assert '#include "liquidgemm/kernel/w4a8_gemm.hpp"' in bf16
     stages = only("bf16").stages
-    assert f"GemmConfig<cutlass::bfloat16_t, 128, 64, {stages}, ScheduleCoop, SchedulerPersistent>" in bf16
+    assert f"GemmConfig<cutlass::bfloat16_t, 128, 64, {stages}, ScheduleCoop, SchedulerPersistent, false>" in bf16
     assert f"Status {BF16_64}_run(GemmArgs const& args) {{ return run_gemm<Config>(args); }}" in bf16
     assert f"size_t {BF16_64}_workspace(GemmArgs const& args)" in bf16
-    assert (f"GemmConfig<int32_t, 128, 64, {only('s32').stages}, ScheduleCoop, SchedulerPersistent>"
+    assert (f"GemmConfig<int32_t, 128, 64, {only('s32').stages}, ScheduleCoop, SchedulerPersistent, false>"
             in sources[1].read_text())
 
     rows = [line for line in (tmp_path / "kernel_list.inc").read_text().splitlines() if not line.startswith("//")]
-    assert rows == [f"LIQUIDGEMM_KERNEL({BF16_64})", f"LIQUIDGEMM_KERNEL({S32_64})"]
+    assert rows == [f"LIQUIDGEMM_KERNEL({BF16_64}, false)", f"LIQUIDGEMM_KERNEL({S32_64}, false)",
+                    f"LIQUIDGEMM_KERNEL({FQ_8}, true)"]
 
 
 def test_emit_maps_every_field(tmp_path):
     template = tmp_path / "t.in"
-    template.write_text("@ID@|@OUT_TYPE@|@TILE_M@|@TILE_N@|@STAGES@|@SCHEDULE@|@SCHEDULER@")
+    template.write_text("@ID@|@OUT_TYPE@|@TILE_M@|@TILE_N@|@STAGES@|@SCHEDULE@|@SCHEDULER@|@FUSED_QUANT@")
     config = TileConfig("f16", 64, 24, 7, "pp", "persist")
     (source,) = emit(tmp_path / "gen", [config], template)
-    assert source.read_text() == f"{config.id}|cutlass::half_t|64|24|7|SchedulePingpong|SchedulerPersistent"
+    assert source.read_text() == f"{config.id}|cutlass::half_t|64|24|7|SchedulePingpong|SchedulerPersistent|false"
     streamk = TileConfig("s32", 128, 8, 3, "coop", "streamk")
     (source,) = emit(tmp_path / "gen", [streamk], template)
-    assert source.read_text() == f"{streamk.id}|int32_t|128|8|3|ScheduleCoop|SchedulerStreamK"
+    assert source.read_text() == f"{streamk.id}|int32_t|128|8|3|ScheduleCoop|SchedulerStreamK|false"
+    fused = TileConfig("bf16", 128, 16, 9, "coop", "splitk", fused_quant=True)
+    (source,) = emit(tmp_path / "gen", [fused], template)
+    assert source.read_text() == f"{fused.id}|cutlass::bfloat16_t|128|16|9|ScheduleCoop|SchedulerSplitK|true"
+    assert fused.id == "w4a8_sm90_bf16_t128x16x128_c1x1_s9_coop_splitk_fq"
+
+
+@pytest.mark.parametrize("fields,why", [
+    (("s32", 128, 8, 4, "coop", "persist"), "bf16/f16 output"),
+    (("bf16", 64, 8, 4, "pp", "persist"), "schedule 'coop'"),
+    (("bf16", 128, 8, 4, "coop", "streamk"), "'persist' or 'splitk'"),
+])
+def test_fused_quantization_needs_a_16_bit_cooperative_persistent_or_split_k_config(fields, why):
+    with pytest.raises(ValueError, match=why):
+        TileConfig(*fields, fused_quant=True)
+    with pytest.raises(ValueError, match=why):
+        TileConfig.parse(TileConfig(*fields).id + "_fq")
 
 
 def test_emit_rejects_unknown_placeholders(tmp_path):
@@ -174,7 +198,7 @@ def test_emit_keeps_unchanged_files_and_drops_stale_ones(tmp_path):
     mtime = kept.stat().st_mtime_ns
     emit(tmp_path, select("ci"), TEMPLATE)
     assert kept.stat().st_mtime_ns == mtime  # a reconfigure does not force a recompile
-    assert sorted(p.name for p in tmp_path.glob("*.cu")) == sorted([f"{BF16_64}.cu", f"{S32_64}.cu"])
+    assert sorted(p.name for p in tmp_path.glob("*.cu")) == sorted(f"{i}.cu" for i in CI_IDS)
 
 
 def test_generator_cli(tmp_path):
@@ -185,7 +209,7 @@ def test_generator_cli(tmp_path):
     assert listed.stdout.split() == [c.id for c in CONFIGS]
     emitted = subprocess.run(run + ["--emit", str(tmp_path), "--select", "ci", "--template", str(TEMPLATE)],
                              capture_output=True, text=True, check=True, env=env)
-    assert emitted.stdout.split() == [BF16_64, S32_64]
+    assert emitted.stdout.split() == CI_IDS
     assert (tmp_path / f"{BF16_64}.cu").exists() and (tmp_path / "kernel_list.inc").exists()
     bad = subprocess.run(run + ["--emit", str(tmp_path), "--select", "nope"], capture_output=True, text=True, env=env)
     assert bad.returncode == 1

@@ -230,3 +230,46 @@ def test_committed_heuristic_table_is_valid():
     assert table.cell(10**9, 10**9, 10**9) == (len(table.m_max) - 1, len(table.size_max) - 1)
     first = int(table.size_max[0])
     assert table.cell(8, first, 1) == (0, 0) and table.cell(9, first + 1, 1) == (1, 1)  # bounds are inclusive
+
+
+# ---- fused quantization (w4a8_linear at decode sizes) --------------------------------------------------------
+def test_gemm_dispatch_never_picks_a_fused_config(build):
+    build(ALL_IDS)
+    for n, k in PRESET_NKS:
+        for m in (1, 4, 16, 64, 4096):
+            assert not tile(dispatch.select_config(m, n, k, 128, "bf16")).fused_quant
+    assert dispatch.list_configs("bf16", fused_quant=False) == ids(fused_quant=False)
+    assert dispatch.list_configs("bf16", fused_quant=True) == ids(fused_quant=True)
+
+
+def test_linear_dispatch_follows_the_fused_rule(build):
+    build(ALL_IDS)
+    for n, k in PRESET_NKS:
+        for m in (1, 2, 8, 16, 32, 64, 65, 256):
+            gemm = tile(dispatch.select_config(m, n, k, 128, "bf16"))
+            linear = tile(dispatch.select_linear_config(m, n, k, 128, "bf16"))
+            if dispatch.uses_fused_quant(m, n, k):
+                assert linear.fused_quant and linear.tile_n >= m, (m, n, k)
+                assert linear.tile_n == gemm.tile_n or gemm.tile_n < m, (m, n, k)
+                assert linear.scheduler == gemm.scheduler or gemm.scheduler == "streamk"  # no fused stream-K
+            else:
+                assert linear == gemm, (m, n, k)
+    assert dispatch.uses_fused_quant(1, 4096, 4096) and not dispatch.uses_fused_quant(65, 128, 128)
+
+
+def test_linear_dispatch_without_fused_configs_runs_two_kernels(build):
+    build(ids(fused_quant=False) + ids("s32"))
+    assert dispatch.select_linear_config(1, 4096, 4096, 128, "bf16") == \
+        dispatch.select_config(1, 4096, 4096, 128, "bf16")
+
+
+def test_forcing_a_fused_config_is_checked(build):
+    build(ALL_IDS)
+    (fq8,) = ids(tile_n=8, scheduler="persist", fused_quant=True)
+    with pytest.raises(ValueError, match="runs only through w4a8_linear"):
+        dispatch.check_config(fq8, "bf16")
+    with pytest.raises(ValueError, match="at most tile_n = 8 tokens"):
+        dispatch.check_config(fq8, "bf16", linear_m=9)
+    assert dispatch.check_config(fq8, "bf16", linear_m=8) == fq8
+    plain = ids(tile_n=8, scheduler="persist", fused_quant=False)[0]
+    assert dispatch.check_config(plain, "bf16", linear_m=1000) == plain

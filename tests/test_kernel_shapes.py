@@ -60,12 +60,23 @@ def check(m, n, k, group, dtype, device, *, x=None, w=None, qw=None):
     # and the whole user path: quantize on the device + GEMM
     y_linear = ops.w4a8_linear(x.to(device), qw_d).cpu()
     assert torch.equal(y_linear, y_ref), (m, n, k, group, dtype)
+    # every fused-quantization config that takes m tokens: quantization inside the GEMM, the same bits
+    for config in (_fused_configs(dtype, m) if device == "cuda" else []):
+        y_fused = ops.w4a8_linear(x.to(device), qw_d, config=config).cpu()
+        assert torch.equal(y_fused, y_ref), (m, n, k, group, dtype, config)
 
 
 def _configs(out) -> list[str]:
     from liquidgemm import dispatch
 
-    return dispatch.list_configs(out)
+    return dispatch.list_configs(out, fused_quant=False)
+
+
+def _fused_configs(dtype, m) -> list[str]:
+    from liquidgemm import dispatch
+    from liquidgemm._configs import TileConfig
+
+    return [c for c in dispatch.list_configs(dtype, fused_quant=True) if TileConfig.parse(c).tile_n >= m]
 
 
 def test_check_logic_on_cpu_reference():
@@ -108,3 +119,24 @@ def test_kernel_on_extreme_values(group):
     x[:, 1::2] = -3.0
     x[0] = 3.0                           # one row of constant sign: the largest accumulators
     check(m, n, k, group, torch.bfloat16, "cuda", x=x, w=w)
+
+
+@pytest.mark.gpu
+def test_fused_quantization_with_bias_and_leading_dims():
+    """The fused path's epilogue (token scales it computed itself, bias) and its token limit."""
+    configs = _fused_configs(torch.bfloat16, 5)
+    if not configs:
+        pytest.skip("no bf16 fused-quantization config compiled into this build")
+    gen = torch.Generator().manual_seed(5)
+    qw = quantize_weight(torch.randn(512, 1024, generator=gen) * 0.05, 128)
+    x = torch.randn(1, 5, 1024, generator=gen).to(torch.bfloat16)
+    bias = torch.randn(512, generator=gen)
+    want = ops.w4a8_linear(x, qw, bias=bias)  # the CPU reference
+    qw_d = qw.to("cuda")
+    for config in configs:
+        assert torch.equal(ops.w4a8_linear(x.cuda(), qw_d, bias=bias.cuda(), config=config).cpu(), want), config
+    from liquidgemm._configs import TileConfig
+
+    small = min(configs, key=lambda c: TileConfig.parse(c).tile_n)
+    with pytest.raises(ValueError, match="at most tile_n"):
+        ops.w4a8_linear(torch.randn(257, 1024, dtype=torch.bfloat16, device="cuda"), qw_d, config=small)

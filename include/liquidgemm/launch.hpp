@@ -12,7 +12,9 @@ namespace liquidgemm {
 // Y[m, n] = (acc[m, n] * act_scale[m]) * s1[n] (+ bias[n]),  acc = sum_k act[m, k] * w1'[n, k]  (int32)
 struct GemmArgs {
   const int8_t* act = nullptr;          // [m, k] row-major int8 activations
-  const float* act_scale = nullptr;     // [m] per-token scale
+  float* act_scale = nullptr;           // [m] per-token scale (written, not read, by the fused-quantization configs)
+  const void* x = nullptr;              // fused-quantization configs only: [m, k] row-major activations of the
+                                        // output's type (bf16 / f16), quantized inside the GEMM (act unused)
   const uint8_t* weight = nullptr;      // packed LiquidQuant chunks [n/64, k/128, 4096]
   const uint8_t* params = nullptr;      // group params [n/64, k/group_size, 64, 2] (s2, z)
   const float* s1 = nullptr;            // [n] per-channel scale
@@ -39,6 +41,7 @@ struct Status {
 
 struct KernelEntry {
   const char* id;                                      // stable config id, see python/liquidgemm/_configs.py
+  bool quantizes_act;                                  // a fused-quantization config: reads GemmArgs::x
   Status (*run)(GemmArgs const&);
   size_t (*workspace_size)(GemmArgs const&);
 };

@@ -2,6 +2,8 @@
 
 A config id reads problem to schedule, e.g. ``w4a8_sm90_bf16_t128x64x128_c1x1_s10_coop_persist``; it names the
 generated source file, the C++ entry points, the registry key, the tuning-cache value and ``config=`` overrides.
+A trailing ``_fq`` (fused quantization) marks the decode configs that read the fp16/bf16 activations of
+``w4a8_linear`` and quantize them inside the GEMM (one kernel per layer, at most tile_n tokens).
 
 Generator (run by CMake at configure time, stdlib only so it works before the package is installed)::
 
@@ -24,9 +26,9 @@ TILE_K = 128  # one packed k-block; fixed by the weight format
 
 _ID_RE = re.compile(
     r"w4a8_sm90_(?P<out>[a-z0-9]+)_t(?P<tile_m>[1-9]\d*)x(?P<tile_n>[1-9]\d*)x128_c1x1"
-    r"_s(?P<stages>[1-9]\d*)_(?P<schedule>[a-z]+)_(?P<scheduler>[a-z]+)"
+    r"_s(?P<stages>[1-9]\d*)_(?P<schedule>[a-z]+)_(?P<scheduler>[a-z]+)(?P<fq>_fq)?"
 )
-_ID_FORMAT = "w4a8_sm90_<out>_t<tile_m>x<tile_n>x128_c1x1_s<stages>_<schedule>_<scheduler>"
+_ID_FORMAT = "w4a8_sm90_<out>_t<tile_m>x<tile_n>x128_c1x1_s<stages>_<schedule>_<scheduler>[_fq]"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +41,7 @@ class TileConfig:
     stages: int
     schedule: str = "coop"
     scheduler: str = "persist"
+    fused_quant: bool = False  # reads the 16-bit activations and quantizes them in the kernel (w4a8_linear only)
 
     def __post_init__(self):
         if self.out not in OUT_TYPES:
@@ -59,6 +62,9 @@ class TileConfig:
             raise ValueError(f"schedule {self.schedule!r} needs tile_m == {need_m}, got {self.tile_m}")
         if self.scheduler in ("streamk", "splitk") and self.schedule != "coop":
             raise ValueError(f"scheduler {self.scheduler!r} is only implemented for schedule 'coop'")
+        if self.fused_quant and (self.out == "s32" or self.schedule != "coop" or self.scheduler == "streamk"):
+            raise ValueError("fused quantization needs a bf16/f16 output (the activations' type), schedule 'coop' "
+                             "and scheduler 'persist' or 'splitk'")
         if self.scheduler == "splitk" and self.out == "s32":
             raise ValueError("scheduler 'splitk' reduces int32 partials into bf16/f16; the s32 debug output "
                              "uses 'persist'")
@@ -66,7 +72,7 @@ class TileConfig:
     @property
     def id(self) -> str:
         return (f"w4a8_sm90_{self.out}_t{self.tile_m}x{self.tile_n}x{TILE_K}_c1x1_s{self.stages}"
-                f"_{self.schedule}_{self.scheduler}")
+                f"_{self.schedule}_{self.scheduler}" + ("_fq" if self.fused_quant else ""))
 
     @classmethod
     def parse(cls, config_id: str) -> TileConfig:
@@ -77,7 +83,8 @@ class TileConfig:
         fields = match.groupdict()
         try:
             return cls(out=fields["out"], tile_m=int(fields["tile_m"]), tile_n=int(fields["tile_n"]),
-                       stages=int(fields["stages"]), schedule=fields["schedule"], scheduler=fields["scheduler"])
+                       stages=int(fields["stages"]), schedule=fields["schedule"], scheduler=fields["scheduler"],
+                       fused_quant=fields["fq"] is not None)
         except ValueError as err:
             raise ValueError(f"invalid config id {config_id!r}: {err}") from None
 
@@ -85,25 +92,28 @@ class TileConfig:
         """Substitutions for kernels/w4a8_gemm.cu.in (@NAME@ placeholders)."""
         return {"ID": self.id, "OUT_TYPE": OUT_TYPES[self.out], "TILE_M": str(self.tile_m),
                 "TILE_N": str(self.tile_n), "STAGES": str(self.stages),
-                "SCHEDULE": SCHEDULES[self.schedule], "SCHEDULER": SCHEDULERS[self.scheduler]}
+                "SCHEDULE": SCHEDULES[self.schedule], "SCHEDULER": SCHEDULERS[self.scheduler],
+                "FUSED_QUANT": str(self.fused_quant).lower()}
 
 
 SMEM_PER_BLOCK = 232448          # Hopper: 227 KB of shared memory per CTA
 EPILOGUE_RESERVE = 32 * 1024     # TMA-store subtiles, broadcast vectors, pipeline barriers (measured < 24 KB)
 
 
-def stages_that_fit(out: str, tile_m: int, tile_n: int, max_stages: int = 24) -> int:
+def stages_that_fit(out: str, tile_m: int, tile_n: int, max_stages: int = 24, fused_quant: bool = False) -> int:
     """Deepest ring that fits: decode tiles are tiny, so many stages keep enough weight bytes in flight to cover
     HBM latency; large tiles get >= 4 stages so loads stay ahead of the tensor cores.
     The kernel static_asserts that the whole shared storage fits."""
     stage = tile_m * TILE_K // 2 + tile_m * 4 + tile_n * TILE_K  # 4-bit weights + group params + int8 activations
+    stage += tile_n * TILE_K * 2 if fused_quant else 0           # + the 16-bit activations the kernel quantizes
     reserve = EPILOGUE_RESERVE * (2 if out == "s32" else 1)
     return max(2, min(max_stages, (SMEM_PER_BLOCK - reserve) // stage))
 
 
-def _coop(out: str, tile_n: int, scheduler: str) -> TileConfig:
+def _coop(out: str, tile_n: int, scheduler: str, fused_quant: bool = False) -> TileConfig:
     kernel_out = "s32" if scheduler == "splitk" else out  # split-K tiles store int32 partials
-    return TileConfig(out, 128, tile_n, stages_that_fit(kernel_out, 128, tile_n), "coop", scheduler)
+    stages = stages_that_fit(kernel_out, 128, tile_n, fused_quant=fused_quant)
+    return TileConfig(out, 128, tile_n, stages, "coop", scheduler, fused_quant)
 
 
 # THE list. Stream-K and split-K only where tiles are small enough that few CTAs would leave SMs idle.
@@ -112,10 +122,17 @@ CONFIGS: list[TileConfig] = [
     for out in ("bf16", "f16")
     for tile_n in (8, 16, 32, 64, 128, 256)
     for scheduler in (("persist", "streamk", "splitk") if tile_n <= 64 else ("persist",))
+] + [
+    _coop(out, tile_n, scheduler, fused_quant=True)  # decode: quantize inside the GEMM, one kernel per layer
+    for out in ("bf16", "f16")
+    for tile_n in (8, 16, 32, 64)
+    for scheduler in ("persist", "splitk")
 ] + [_coop("s32", 64, "persist")]  # raw int32 accumulators: the exact debug path
 
-# What CI compiles on a 2-core machine: one production config and the int32 debug config.
-CI_CONFIGS: list[TileConfig] = [_coop("bf16", 64, "persist"), _coop("s32", 64, "persist")]
+# What CI compiles on a 2-core machine: one production config, the int32 debug config and one fused-quantization
+# config (the mainloop's other activation path).
+CI_CONFIGS: list[TileConfig] = [_coop("bf16", 64, "persist"), _coop("s32", 64, "persist"),
+                                _coop("bf16", 8, "persist", fused_quant=True)]
 
 
 def select(selection: str) -> list[TileConfig]:
@@ -165,7 +182,7 @@ def emit(directory: Path, configs: list[TileConfig], template: Path = DEFAULT_TE
         _write_if_changed(sources[-1], render(text, config))
     for stale in set(directory.glob("*.cu")) - set(sources):  # left over from an earlier selection
         stale.unlink()
-    rows = "".join(f"LIQUIDGEMM_KERNEL({config.id})\n" for config in configs)
+    rows = "".join(f"LIQUIDGEMM_KERNEL({config.id}, {str(config.fused_quant).lower()})\n" for config in configs)
     _write_if_changed(directory / "kernel_list.inc",
                       "// Generated by python/liquidgemm/_configs.py: one row per compiled config.\n" + rows)
     return sources

@@ -7,6 +7,10 @@
 and then maps the choice onto a config compiled into this build (same tile with other scheduler or stages,
 else the nearest tile_n, else any config of that output dtype), so it never returns an id the build lacks.
 
+`select_linear_config` (what `w4a8_linear` runs) takes that choice, or at decode sizes its fused-quantization
+counterpart (a `_fq` config: the GEMM quantizes the activations itself, one kernel instead of two) where the
+H100 measurements (`bench/results/h100/fused_decode.json`) found the fused kernel faster: see `FUSED_MAX_M`.
+
 It is memoised and a pure function of its arguments plus the files above, so repeated calls cost well under a
 microsecond and are safe inside CUDA-graph capture (no device work, no allocation). Call `clear_caches()` after
 changing the cache file or the environment within a process.
@@ -49,23 +53,33 @@ def _compiled() -> tuple[TileConfig, ...]:
 
 
 @functools.cache
-def _compiled_ids(out: str | None) -> tuple[str, ...]:
-    return tuple(c.id for c in _compiled() if out is None or c.out == out)
+def _compiled_ids(out: str | None, fused_quant: bool | None = None) -> tuple[str, ...]:
+    return tuple(c.id for c in _compiled()
+                 if (out is None or c.out == out) and (fused_quant is None or c.fused_quant == fused_quant))
 
 
-def list_configs(out_dtype=None) -> list[str]:
+def list_configs(out_dtype=None, fused_quant: bool | None = None) -> list[str]:
     """Config ids compiled into this build (all of `_configs.CONFIGS` when the extension is not available),
-    optionally only those writing `out_dtype`."""
-    return list(_compiled_ids(None if out_dtype is None else normalize_out(out_dtype)))
+    optionally only those writing `out_dtype`, and only the GEMM configs (`fused_quant=False`: they take int8
+    activations) or only the fused-quantization ones (`True`: `w4a8_linear` only)."""
+    return list(_compiled_ids(None if out_dtype is None else normalize_out(out_dtype), fused_quant))
 
 
-def check_config(config_id: str, out_dtype) -> str:
-    """`config_id` if it is a compiled config writing `out_dtype`, else ValueError listing the valid ids
-    (cheap enough for every call that forces a config)."""
+def check_config(config_id: str, out_dtype, *, linear_m: int | None = None) -> str:
+    """`config_id` if it is a compiled config writing `out_dtype` that can run the call, else ValueError saying
+    why (cheap enough for every call that forces a config). `linear_m`: the token count of a `w4a8_linear` call;
+    None for `w4a8_gemm`, which takes int8 activations and so no fused-quantization config."""
     valid = _compiled_ids(normalize_out(out_dtype))
     if config_id not in valid:
         raise ValueError(f"config: {config_id!r} is not a compiled config for out_dtype {normalize_out(out_dtype)}; "
                          f"valid ids: {', '.join(valid) or '(none)'}")
+    chosen = TileConfig.parse(config_id)
+    if chosen.fused_quant and linear_m is None:
+        raise ValueError(f"config: {config_id!r} quantizes the activations inside the GEMM (an '_fq' config): it "
+                         "runs only through w4a8_linear, which passes the fp16/bf16 activations")
+    if chosen.fused_quant and linear_m > chosen.tile_n:
+        raise ValueError(f"config: {config_id!r} quantizes at most tile_n = {chosen.tile_n} tokens in the GEMM, "
+                         f"got {linear_m}")
     return config_id
 
 
@@ -157,7 +171,7 @@ def _resolve(config_id: str, out: str) -> str:
     # split-K tiles are an int32 GEMM + a float reduction; the raw int32 output is the plain persistent GEMM
     scheduler = "persist" if out == "s32" and chosen.scheduler == "splitk" else chosen.scheduler
     wanted = dataclasses.replace(chosen, out=out, scheduler=scheduler)
-    candidates = [c for c in _compiled() if c.out == out]
+    candidates = [c for c in _compiled() if c.out == out and c.fused_quant == wanted.fused_quant]
     if not candidates:
         raise ValueError(f"out_dtype: this build has no config writing {out}; "
                          f"compiled configs: {', '.join(list_configs()) or '(none)'}")
@@ -193,7 +207,42 @@ def select_config(m: int, n: int, k: int, group_size: int, out_dtype) -> str:
     return heuristic_config(m, n, k, group_size, out) if tuned is None else _resolve(tuned, out)
 
 
+# The fused-quantization rule, from `bench/fused_decode.py` on the H100 (bench/results/h100/fused_decode.json): every
+# CTA of a fused GEMM reads the whole activation rows to get the token scales (m * k * 2 bytes from L2) while its
+# weights stream in; that is hidden below FUSED_MAX_ELEMS = m * k elements, and the separate quantize kernel it
+# saves costs more than the rest there.
+FUSED_MAX_M = 64
+FUSED_MAX_ELEMS = 64 * 1024
+
+
+def uses_fused_quant(m: int, n: int, k: int) -> bool:
+    """Whether w4a8_linear quantizes inside the GEMM for this problem (the committed H100 rule)."""
+    return m <= FUSED_MAX_M and m * k <= FUSED_MAX_ELEMS
+
+
+@functools.cache
+def _fused_counterpart(config_id: str, m: int) -> str | None:
+    """The compiled fused-quantization config closest to `config_id` whose token tile holds m tokens, or None."""
+    chosen = TileConfig.parse(config_id)
+    candidates = [c for c in _compiled() if c.fused_quant and c.out == chosen.out and c.tile_n >= m]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda c: (abs(math.log2(c.tile_n / chosen.tile_n)), c.tile_n < chosen.tile_n,
+                                          c.scheduler != chosen.scheduler, abs(c.stages - chosen.stages), c.id)).id
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def select_linear_config(m: int, n: int, k: int, group_size: int, out_dtype) -> str:
+    """The config `w4a8_linear` runs: `select_config`'s GEMM config (after a separate quantize kernel), or at
+    decode sizes (`uses_fused_quant`) its fused-quantization counterpart when the build has one."""
+    gemm = select_config(m, n, k, group_size, out_dtype)
+    if not uses_fused_quant(m, n, k):
+        return gemm
+    return _fused_counterpart(gemm, m) or gemm
+
+
 def clear_caches() -> None:
     """Forget memoised choices, compiled configs, the tuning cache and the heuristic table (tests, re-tuning)."""
-    for cached in (select_config, heuristic_config, heuristic_table, _tuned, _resolve, _compiled_ids, _compiled):
+    for cached in (select_config, select_linear_config, heuristic_config, heuristic_table, _tuned, _resolve,
+                   _fused_counterpart, _compiled_ids, _compiled):
         cached.cache_clear()

@@ -7,7 +7,11 @@
 // Roles of the GEMM operands (the kernel computes Y^T = W X^T):
 //   A = packed weights [N_out, K]   (M mode, from registers: dequantized in place, never written back to smem)
 //   B = INT8 activations [M_tok, K] (N mode, from shared memory through TMA with the 128B swizzle)
+// With ActIn = bf16 / fp16 (the fused decode path) the TMA brings the 16-bit activations instead and the consumers
+// quantize each stage into the int8 B tile themselves (fused_act_quant.hpp): one kernel per linear layer.
 #pragma once
+
+#include <type_traits>
 
 #include "cute/arch/copy_sm90_tma.hpp"
 #include "cute/atom/copy_traits_sm90_tma.hpp"
@@ -20,6 +24,7 @@
 
 #include "liquidgemm/arch/grid_dependency.hpp"
 #include "liquidgemm/collective/dispatch_policy.hpp"
+#include "liquidgemm/collective/fused_act_quant.hpp"
 #include "liquidgemm/dequant/liquidquant.hpp"
 #include "liquidgemm/format.hpp"
 
@@ -27,24 +32,29 @@ namespace liquidgemm::collective {
 
 using namespace cute;
 
-template <int Stages, class ClusterShape_, class KernelSchedule, class TileShape_>
+template <int Stages, class ClusterShape_, class KernelSchedule, class TileShape_, class ActIn_ = int8_t>
 struct MainloopLiquidW4A8 {
   using DispatchPolicy = MainloopSm90LiquidW4A8<Stages, ClusterShape_, KernelSchedule>;
   using TileShape = TileShape_;
   using ClusterShape = ClusterShape_;
   using ArchTag = typename DispatchPolicy::ArchTag;
+  using ActIn = ActIn_;  // int8_t: activations quantized beforehand; bf16 / fp16: quantized here (fused path)
 
   static constexpr int kTileM = size<0>(TileShape{});
   static constexpr int kTileN = size<1>(TileShape{});
   static constexpr int kTileK = size<2>(TileShape{});
   static constexpr int kSlices = kTileM / format::kSliceRows;      // consumer warp groups along M
   static constexpr int kKSteps = kTileK / 32;                      // RS-WGMMA k-steps per stage
+  static constexpr bool kQuantizesAct = !std::is_same_v<ActIn, int8_t>;
+  static constexpr int kConsumerThreads = kSlices * cutlass::NumThreadsPerWarpGroup;
 
   static_assert(kTileK == format::kBlockK, "one pipeline stage holds exactly one packed k-block");
   static_assert(kTileM % format::kSliceRows == 0, "the weight tile is made of whole 64-row slices");
   static_assert(kTileN % 8 == 0 && kTileN <= 256, "WGMMA N (tokens) must be a multiple of 8, at most 256");
   static_assert(size(ClusterShape{}) == 1, "clusters are not supported yet");
   static_assert(Stages >= 2, "the ring needs at least two stages");
+  static_assert(!kQuantizesAct || std::is_same_v<KernelSchedule, cutlass::gemm::KernelTmaWarpSpecializedCooperative>,
+                "the fused quantizer shares one activation tile between the warp groups of a cooperative tile");
 
   // The operand types as CUTLASS's kernel layer sees them. A is never read through StrideA: the packed chunks
   // have their own layout (format.hpp); the type only tells the kernel the element is a signed byte.
@@ -62,6 +72,11 @@ struct MainloopLiquidW4A8 {
   using SmemLayoutAtomB = GMMA::Layout_K_SW128_Atom<int8_t>;
   using SmemLayoutB = decltype(tile_to_shape(SmemLayoutAtomB{},
                                              make_shape(Int<kTileN>{}, Int<kTileK>{}, Int<Stages>{})));
+  // What the TMA loads into the ring: the int8 B tile itself, or (fused) the 16-bit activations, same swizzle.
+  using SmemLayoutX = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<ActIn>{},
+                                             make_shape(Int<kTileN>{}, Int<kTileK>{}, Int<Stages>{})));
+  using FusedQuant = FusedActQuant<std::conditional_t<kQuantizesAct, ActIn, cutlass::bfloat16_t>, kConsumerThreads,
+                                   kTileN>;
 
   using MainloopPipeline = cutlass::PipelineTmaAsync<Stages>;
   using PipelineState = cutlass::PipelineState<Stages>;
@@ -69,13 +84,20 @@ struct MainloopLiquidW4A8 {
 
   static constexpr int kWeightStageBytes = kSlices * format::kChunkBytes;
   static constexpr int kParamStageBytes = kSlices * format::kMaxGroupsPerBlock * format::kParamBytesPerGroup;
-  static constexpr int kActStageBytes = kTileN * kTileK;
+  static constexpr int kActStageBytes = kTileN * kTileK * int(sizeof(ActIn));
+
+  struct FusedStorage {
+    cute::array_aligned<ActIn, cosize_v<SmemLayoutX>, 128> smem_x;  // the TMA's 16-bit activation tiles
+    typename FusedQuant::SharedStorage quant;                        // token scales
+  };
+  struct NoFusedStorage {};
 
   struct SharedStorage {
     struct TensorStorage : cute::aligned_struct<128, _0> {
       cute::array_aligned<int8_t, cosize_v<SmemLayoutB>, 128> smem_B;
       cute::array_aligned<uint8_t, kWeightStageBytes * Stages, 128> smem_weight;
       cute::array_aligned<uint8_t, kParamStageBytes * Stages, 128> smem_params;
+      std::conditional_t<kQuantizesAct, FusedStorage, NoFusedStorage> fused;
     } tensors;
     using PipelineStorage = typename MainloopPipeline::SharedStorage;
     PipelineStorage pipeline;
@@ -87,14 +109,16 @@ struct MainloopLiquidW4A8 {
     uint8_t const* ptr_weight = nullptr;   // packed chunks [N/64, K/128, 4096]
     uint8_t const* ptr_params = nullptr;   // (s2, z) pairs [N/64, K/group_size, 64, 2]
     int8_t const* ptr_act = nullptr;       // [M_tok, K] row-major
+    ActIn const* ptr_x = nullptr;          // fused: [M_tok, K] row-major 16-bit activations (ptr_act unused)
+    float* ptr_act_scale = nullptr;        // fused: the [M_tok] token scales it computes (the epilogue reads them)
     StrideB dB{};
     int group_size = 128;
     int splits = 1;  // split-K: the problem's K is one of `splits` slices of the weight's K, and L = splits
   };
 
   using TmaB = decltype(make_tma_copy_B_sm90(
-      SM90_TMA_LOAD{}, make_tensor(static_cast<int8_t const*>(nullptr), repeat_like(StrideB{}, int32_t(0)), StrideB{}),
-      SmemLayoutB{}(_, _, Int<0>{}), TileShape{}, ClusterShape{}));
+      SM90_TMA_LOAD{}, make_tensor(static_cast<ActIn const*>(nullptr), repeat_like(StrideB{}, int32_t(0)), StrideB{}),
+      SmemLayoutX{}(_, _, Int<0>{}), TileShape{}, ClusterShape{}));
 
   struct Params {
     TmaB tma_load_b;
@@ -106,6 +130,9 @@ struct MainloopLiquidW4A8 {
     int group_size;
     int param_bytes;        // bytes of group params per slice per stage: 128 or 256 (group size 64)
     uint32_t tma_transaction_bytes;
+    ActIn const* x;         // fused only: the activations, their token count and the scales' destination
+    int tokens;
+    float* act_scale;
   };
 
   CUTLASS_HOST_DEVICE static int groups_per_block(int group_size) { return group_size == 64 ? 2 : 1; }
@@ -113,14 +140,15 @@ struct MainloopLiquidW4A8 {
   template <class ProblemShape>
   static Params to_underlying_arguments(ProblemShape const& problem_shape, Arguments const& args, void*) {
     auto [M, N, K, L] = append<4>(problem_shape, 1);
-    Tensor tensor_b = make_tensor(args.ptr_act, make_layout(make_shape(N, K, L), args.dB));
-    TmaB tma_b = make_tma_copy_B_sm90(SM90_TMA_LOAD{}, tensor_b, SmemLayoutB{}(_, _, Int<0>{}), TileShape{},
+    ActIn const* act = kQuantizesAct ? args.ptr_x : reinterpret_cast<ActIn const*>(args.ptr_act);
+    Tensor tensor_b = make_tensor(act, make_layout(make_shape(N, K, L), args.dB));
+    TmaB tma_b = make_tma_copy_B_sm90(SM90_TMA_LOAD{}, tensor_b, SmemLayoutX{}(_, _, Int<0>{}), TileShape{},
                                       ClusterShape{});
     int param_bytes = groups_per_block(args.group_size) * format::kParamBytesPerGroup;
     uint32_t tx = uint32_t(kSlices * (format::kChunkBytes + param_bytes) + kActStageBytes);
     int const row_k = int(K) * args.splits;
-    return {tma_b, args.ptr_weight, args.ptr_params, row_k / kTileK, int(K) / kTileK, row_k / args.group_size,
-            args.group_size, param_bytes, tx};
+    return {tma_b,      args.ptr_weight, args.ptr_params, row_k / kTileK, int(K) / kTileK, row_k / args.group_size,
+            args.group_size, param_bytes, tx, args.ptr_x, int(N), args.ptr_act_scale};
   }
 
   template <class ProblemShape>
@@ -128,10 +156,13 @@ struct MainloopLiquidW4A8 {
     auto [M, N, K, L] = append<4>(problem_shape, 1);
     int64_t const row_k = int64_t(K) * args.splits;  // split-K: L = splits slices of K
     bool group_ok = args.group_size == 64 || (args.group_size % kTileK == 0 && row_k % args.group_size == 0);
+    // The fused path computes the scales of one token tile: all tokens must fit in it.
+    bool const act_ok = kQuantizesAct ? N <= kTileN && args.ptr_act_scale != nullptr &&
+                                            reinterpret_cast<uintptr_t>(args.ptr_x) % 16 == 0
+                                      : reinterpret_cast<uintptr_t>(args.ptr_act) % 16 == 0;
     return M % kTileM == 0 && K % kTileK == 0 && group_ok && N >= 1 && args.splits >= 1 && L == args.splits &&
            reinterpret_cast<uintptr_t>(args.ptr_weight) % 16 == 0 &&
-           reinterpret_cast<uintptr_t>(args.ptr_params) % 16 == 0 &&
-           reinterpret_cast<uintptr_t>(args.ptr_act) % 16 == 0;
+           reinterpret_cast<uintptr_t>(args.ptr_params) % 16 == 0 && act_ok;
   }
 
   CUTLASS_DEVICE static void prefetch_tma_descriptors(Params const& params) {
@@ -158,7 +189,7 @@ struct MainloopLiquidW4A8 {
     if (!cute::elect_one_sync()) {
       return;
     }
-    Tensor sB = make_tensor(make_smem_ptr(shared_tensors.smem_B.data()), SmemLayoutB{});
+    Tensor sB = make_tensor(make_smem_ptr(tma_destination(shared_tensors)), SmemLayoutX{});
     auto [m_coord, n_coord, k_coord, l_coord] = blk_coord;
     Tensor gB = get<1>(load_inputs)(_, _, n_coord, _, l_coord);                     // (BLK_N, BLK_K, k)
     auto block_tma_b = params.tma_load_b.get_slice(0);
@@ -213,6 +244,23 @@ struct MainloopLiquidW4A8 {
     Tensor sB = make_tensor(make_smem_ptr(shared_tensors.smem_B.data()), SmemLayoutB{});
     Tensor tCrB = thread_mma.make_fragment_B(thread_mma.partition_B(sB));          // (MMA, MMA_N, MMA_K, PIPE)
 
+    // Fused path: the token scales once per CTA (its tiles all share the one token tile), while the producer
+    // already streams weights into the ring; then each stage's activations are quantized before its WGMMAs.
+    [[maybe_unused]] auto quantize_stage = [&](int stage) {
+      if constexpr (kQuantizesAct) {
+        Tensor sX = make_tensor(make_smem_ptr(shared_tensors.fused.smem_x.data()), SmemLayoutX{});
+        FusedQuant::quantize_tile(sX(_, _, stage), sB(_, _, stage), shared_tensors.fused.quant, thread_idx);
+      }
+    };
+    if constexpr (kQuantizesAct) {
+      if (!scales_ready_) {
+        arch::wait_for_prior_grids();  // x is the previous kernel's output (PDL)
+        FusedQuant::compute_scales(params.x, params.tokens, int64_t(params.k_blocks) * kTileK, params.act_scale,
+                                   shared_tensors.fused.quant, thread_idx);
+        scales_ready_ = true;
+      }
+    }
+
     // A registers of one stage (all k-steps), twice: the WGMMAs of stage i read one set while the other is
     // filled with stage i+1. Compact, so that register 4*ks + i of a set is the i-th 32-bit A register of
     // k-step ks (GMMA::ALayout_64x32 order: (r0,k0-3), (r0+8,k0-3), (r0,k16-19), (r0+8,k16-19)).
@@ -256,6 +304,7 @@ struct MainloopLiquidW4A8 {
     };
     // All k-steps of one stage as one WGMMA batch.
     auto issue_stage = [&](int stage, auto& frag) {
+      if constexpr (kQuantizesAct) FusedQuant::sync();  // the whole int8 tile is written (and fenced)
       warpgroup_arrive();
       CUTLASS_PRAGMA_UNROLL
       for (int ks = 0; ks < kKSteps; ++ks) {
@@ -273,6 +322,7 @@ struct MainloopLiquidW4A8 {
     tiled_mma.accumulate_ = GMMA::ScaleOut::Zero;
     warpgroup_fence_operand(accum);
     pipeline.consumer_wait(smem_pipe_read);
+    quantize_stage(smem_pipe_read.index());
     dequant_stage(smem_pipe_read.index(), tCrA0);
 
     auto step = [&](auto& frag_now, auto& frag_next, bool release_previous) {
@@ -287,6 +337,7 @@ struct MainloopLiquidW4A8 {
       }
       ++smem_pipe_read;
       pipeline.consumer_wait(smem_pipe_read);
+      quantize_stage(smem_pipe_read.index());
       dequant_stage(smem_pipe_read.index(), frag_next);
       return true;
     };
@@ -306,7 +357,8 @@ struct MainloopLiquidW4A8 {
   }
 
  private:
-  bool first_load_ = true;  // per producer thread: the first tile of this CTA starts with the PDL prologue
+  bool first_load_ = true;     // per producer thread: the first tile of this CTA starts with the PDL prologue
+  bool scales_ready_ = false;  // per consumer thread (fused path): the token scales are in shared memory
 
   // First group of k-block k_block: groups 2k, 2k+1 with group size 64, else the one group containing the block.
   CUTLASS_DEVICE static int group_of_block(Params const& params, int k_block) {
@@ -334,6 +386,13 @@ struct MainloopLiquidW4A8 {
     arch::allow_dependent_grids();  // the next PDL kernel may prefetch its weights while this one streams
   }
 
+  CUTLASS_DEVICE static ActIn* tma_destination(TensorStorage& s) {
+    if constexpr (kQuantizesAct) {
+      return s.fused.smem_x.data();
+    } else {
+      return s.smem_B.data();
+    }
+  }
   CUTLASS_DEVICE static uint8_t* weight_stage(TensorStorage& s, int stage) {
     return s.smem_weight.data() + stage * kWeightStageBytes;
   }

@@ -43,16 +43,19 @@ struct SchedulerSplitK {
   using Tag = cutlass::gemm::PersistentScheduler;
 };
 
-template <class OutT_, int TileM, int TileN, int Stages, class Schedule, class Scheduler>
+// FusedQuant: the kernel reads the 16-bit activations (of type OutT) and quantizes them itself (decode, m <= TileN).
+template <class OutT_, int TileM, int TileN, int Stages, class Schedule, class Scheduler, bool FusedQuant = false>
 struct GemmConfig {
   using OutT = OutT_;
+  static constexpr bool kFusedQuant = FusedQuant;
   static constexpr bool kStreamK = std::is_same_v<Scheduler, SchedulerStreamK>;
   static constexpr bool kSplitK = std::is_same_v<Scheduler, SchedulerSplitK>;
   using KernelOutT = std::conditional_t<kSplitK, int32_t, OutT>;  // split-K GEMMs store int32 partial tiles
   using TileShape = cute::Shape<cute::Int<TileM>, cute::Int<TileN>, cute::Int<format::kBlockK>>;
   using ClusterShape = cute::Shape<cute::_1, cute::_1, cute::_1>;
 
-  using Mainloop = collective::MainloopLiquidW4A8<Stages, ClusterShape, typename Schedule::Kernel, TileShape>;
+  using Mainloop = collective::MainloopLiquidW4A8<Stages, ClusterShape, typename Schedule::Kernel, TileShape,
+                                                  std::conditional_t<FusedQuant, OutT, int8_t>>;
   using Fusion = epilogue::TokenChannelScale<KernelOutT, TileShape>;
 
   // The kernel's (M, N) = (channels, tokens) tile is stored into row-major Y[tokens, channels], i.e. column-major
@@ -120,7 +123,8 @@ typename Config::Gemm::Arguments make_arguments(GemmArgs const& a) {
   typename Gemm::Arguments args{};
   args.mode = cutlass::gemm::GemmUniversalMode::kGemm;
   args.problem_shape = {int(a.n), int(a.m), int(split_k), splits};  // kernel view: M = channels, N = tokens
-  args.mainloop = {a.weight, a.params, a.act, stride_act, a.group_size, splits};
+  args.mainloop = {a.weight,  a.params, a.act, static_cast<typename Config::Mainloop::ActIn const*>(a.x),
+                   a.act_scale, stride_act, a.group_size, splits};
   args.epilogue.thread = Config::Fusion::arguments(a.act_scale, a.s1, a.bias);
   args.epilogue.ptr_D = static_cast<typename Config::KernelOutT*>(Config::kSplitK ? a.workspace : a.out);
   args.epilogue.dD = stride_out;
@@ -162,6 +166,13 @@ Status run_gemm(GemmArgs const& problem) {
   using Kernel = typename Config::Kernel;
   if (problem.splits != 0 && !Config::kStreamK && !Config::kSplitK) {
     return Status::error("splits: only the stream-K and split-K configs split k");
+  }
+  if (Config::kFusedQuant != (problem.x != nullptr)) {
+    return Status::error(Config::kFusedQuant ? "this config quantizes the activations itself: it needs x (linear)"
+                                             : "x: only the fused-quantization configs read 16-bit activations");
+  }
+  if (Config::kFusedQuant && problem.m > cute::size<1>(typename Config::TileShape{})) {
+    return Status::error("m: a fused-quantization config takes at most tile_n tokens");
   }
   GemmArgs const a = detail::with_split_count<Config>(problem);
   if (Config::kSplitK && a.k % (int64_t(a.splits) * format::kBlockK) != 0) {

@@ -142,7 +142,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         raise UsageError(f"--repeats: must be >= 1, got {args.repeats}")
     try:
         layers = shapes.resolve_shapes(args.model, args.shape, args.config_json)
-        configs = dispatch.list_configs(args.dtype) if not args.configs else \
+        configs = dispatch.list_configs(args.dtype, fused_quant=False) if not args.configs else \
             [dispatch.check_config(c.strip(), args.dtype) for c in args.configs.split(",") if c.strip()]
     except ValueError as e:
         raise UsageError(str(e)) from None
