@@ -75,23 +75,25 @@ __device__ __forceinline__ int round_quotient(float x, float scale, float inv) {
   return __float2int_rn(far_from_tie ? r : __fdiv_rn(x, scale));
 }
 
+// The codes of f[0..3] packed into one word; inv = __frcp_rn(scale).
+__device__ __forceinline__ uint32_t quantize_word(float const* f, float scale, float inv) {
+  uint32_t word = 0;
+#pragma unroll
+  for (int b = 0; b < 4; ++b) {
+    int q = round_quotient(f[b], scale, inv);
+    q = min(max(q, -127), 127);
+    word |= (static_cast<uint32_t>(q) & 0xFFu) << (8 * b);  // little-endian: element b is byte b
+  }
+  return word;
+}
+
 template <class T>
 __device__ __forceinline__ uint4 quantize_unit(Unit unit, float scale) {
   float f[kUnitElems];
   unpack<T>(unit, f);
   float const inv = __frcp_rn(scale);
-  uint32_t words[4];
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    words[j] = 0;
-#pragma unroll
-    for (int b = 0; b < 4; ++b) {
-      int q = round_quotient(f[4 * j + b], scale, inv);
-      q = min(max(q, -127), 127);
-      words[j] |= (static_cast<uint32_t>(q) & 0xFFu) << (8 * b);  // little-endian: element 4j+b is byte 4j+b
-    }
-  }
-  return make_uint4(words[0], words[1], words[2], words[3]);
+  return make_uint4(quantize_word(f, scale, inv), quantize_word(f + 4, scale, inv), quantize_word(f + 8, scale, inv),
+                    quantize_word(f + 12, scale, inv));
 }
 
 // Max over the kThreadsPerRow threads of one row: warp shuffle, then shared memory across the CTA's warps.

@@ -30,35 +30,36 @@ struct FusedActQuant {
   struct SharedStorage {
     uint32_t amax_bits[kMaxTokens];  // max |x| of a row as its fp32 bits: ordered like the (non-negative) values
     float scale[kMaxTokens];
+    float inv_scale[kMaxTokens];     // __frcp_rn(scale), as quantize_act.cuh computes it
   };
 
   CUTLASS_DEVICE static void sync() { cutlass::arch::NamedBarrier::arrive_and_wait(kThreads, kBarrier); }
 
   // Scales of token rows [0, tokens) of x [tokens, row_k] (row-major, 16-byte aligned, row_k % 16 == 0) into
   // shared memory and into act_scale (the epilogue's per-token broadcast reads them there). Every CTA computes the
-  // same scales, so the concurrent global writes of different CTAs all store the same bits. Rows past `tokens`
-  // get scale 1: the TMA fills them with zeros, which quantize to 0.
+  // same scales, so the concurrent global writes of different CTAs all store the same bits.
   CUTLASS_DEVICE static void compute_scales(T const* x, int tokens, int64_t row_k, float* act_scale,
                                             SharedStorage& smem, int thread) {
     using act_quant::Unit;
     if (thread < kMaxTokens) smem.amax_bits[thread] = 0;
     sync();
     int const lane = thread % 32;
-    int64_t const units = row_k / act_quant::kUnitElems;  // per row; rows are contiguous, so unit i is in row i/units
-    int64_t const total = int64_t(tokens) * units;
+    // 32-bit indices (kernel/w4a8_gemm.hpp bounds m * k): rows are contiguous, so unit i is in row i / units.
+    int const units = int(row_k / act_quant::kUnitElems);
+    int const total = tokens * units;
     Unit const* in = reinterpret_cast<Unit const*>(x);
     // Warp-uniform trip count (base is the warp's first unit), so the shuffles below see the whole warp.
-    for (int64_t base = thread - lane; base < total; base += int64_t(kThreads) * kBatch) {
+    for (int base = thread - lane; base < total; base += kThreads * kBatch) {
       Unit unit[kBatch];
       CUTLASS_PRAGMA_UNROLL
       for (int b = 0; b < kBatch; ++b) {
-        int64_t const i = base + b * kThreads + lane;
+        int const i = base + b * kThreads + lane;
         if (i < total) unit[b] = in[i];
       }
       CUTLASS_PRAGMA_UNROLL
       for (int b = 0; b < kBatch; ++b) {
-        int64_t const i = base + b * kThreads + lane;
-        int const row = i < total ? int(i / units) : -1;
+        int const i = base + b * kThreads + lane;
+        int const row = i < total ? i / units : -1;
         float amax = i < total ? act_quant::unit_amax<CudaT>(unit[b]) : 0.f;
         int const row0 = __shfl_sync(0xffffffffu, row, 0);
         if (__all_sync(0xffffffffu, row == row0)) {  // the usual case: the warp's 32 units are in one row
@@ -77,26 +78,32 @@ struct FusedActQuant {
       float const amax = __uint_as_float(smem.amax_bits[thread]);
       float const scale = amax == 0.f ? 1.f : __fdiv_rn(amax, 127.f);  // as quantize_act.cuh
       smem.scale[thread] = scale;
+      smem.inv_scale[thread] = __frcp_rn(scale);
       if (thread < tokens) act_scale[thread] = scale;
     }
     sync();
   }
 
-  // Quantizes one stage: sx (kMaxTokens, K) of T -> sq (kMaxTokens, K) of int8, both K-major with the 128-byte
-  // swizzle (16-byte runs of k stay contiguous in it). Then fences the writes for the WGMMAs' async proxy; the
-  // caller synchronises (sync()) before issuing them.
+  // Quantizes the first `tokens` rows of one stage, sx (kMaxTokens, K) of T -> sq (kMaxTokens, K) of int8, both
+  // K-major with the 128-byte swizzle (16-byte runs of k stay contiguous in it). Rows past `tokens` are left as
+  // they are: their WGMMA columns belong to no token and are never stored. Four codes per thread and step, so
+  // that all consumer threads share the work (it sits between the stage's arrival and its WGMMAs). Then fences
+  // the writes for the WGMMAs' async proxy; the caller synchronises (sync()) before issuing them.
   template <class SmemX, class SmemQ>
-  CUTLASS_DEVICE static void quantize_tile(SmemX const& sx, SmemQ&& sq, SharedStorage const& smem, int thread) {
+  CUTLASS_DEVICE static void quantize_tile(SmemX const& sx, SmemQ&& sq, SharedStorage const& smem, int tokens,
+                                           int thread) {
     constexpr int kTileK = cute::size<1>(SmemX{});
-    constexpr int kUnitsPerRow = kTileK / act_quant::kUnitElems;
-    CUTLASS_PRAGMA_UNROLL
-    for (int u = thread; u < kMaxTokens * kUnitsPerRow; u += kThreads) {
-      int const row = u / kUnitsPerRow;
-      int const k = (u % kUnitsPerRow) * act_quant::kUnitElems;
-      act_quant::Unit unit;
-      unit.lo = *reinterpret_cast<uint4 const*>(&sx(row, k));
-      unit.hi = *reinterpret_cast<uint4 const*>(&sx(row, k + act_quant::kUnitElems / 2));
-      *reinterpret_cast<uint4*>(&sq(row, k)) = act_quant::quantize_unit<CudaT>(unit, smem.scale[row]);
+    constexpr int kItemsPerRow = kTileK / 4;
+    for (int item = thread; item < tokens * kItemsPerRow; item += kThreads) {
+      int const row = item / kItemsPerRow;
+      int const k = (item % kItemsPerRow) * 4;
+      uint2 const bits = *reinterpret_cast<uint2 const*>(&sx(row, k));
+      float f[4];
+      CUTLASS_PRAGMA_UNROLL
+      for (int i = 0; i < 4; ++i) {  // little-endian: element i is the (i % 2) half of word i / 2
+        f[i] = act_quant::bits_to_float<CudaT>(((i < 2 ? bits.x : bits.y) >> (16 * (i % 2))) & 0xFFFFu);
+      }
+      *reinterpret_cast<uint32_t*>(&sq(row, k)) = act_quant::quantize_word(f, smem.scale[row], smem.inv_scale[row]);
     }
     cutlass::arch::fence_view_async_shared();
   }

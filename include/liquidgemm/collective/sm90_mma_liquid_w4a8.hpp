@@ -246,10 +246,11 @@ struct MainloopLiquidW4A8 {
 
     // Fused path: the token scales once per CTA (its tiles all share the one token tile), while the producer
     // already streams weights into the ring; then each stage's activations are quantized before its WGMMAs.
+    [[maybe_unused]] int const tokens = params.tokens < kTileN ? params.tokens : kTileN;
     [[maybe_unused]] auto quantize_stage = [&](int stage) {
       if constexpr (kQuantizesAct) {
         Tensor sX = make_tensor(make_smem_ptr(shared_tensors.fused.smem_x.data()), SmemLayoutX{});
-        FusedQuant::quantize_tile(sX(_, _, stage), sB(_, _, stage), shared_tensors.fused.quant, thread_idx);
+        FusedQuant::quantize_tile(sX(_, _, stage), sB(_, _, stage), shared_tensors.fused.quant, tokens, thread_idx);
       }
     };
     if constexpr (kQuantizesAct) {

@@ -174,6 +174,9 @@ Status run_gemm(GemmArgs const& problem) {
   if (Config::kFusedQuant && problem.m > cute::size<1>(typename Config::TileShape{})) {
     return Status::error("m: a fused-quantization config takes at most tile_n tokens");
   }
+  if (Config::kFusedQuant && problem.m * problem.k >= (int64_t(1) << 31) - 256) {
+    return Status::error("k: a fused-quantization config indexes the m x k activations with 32 bits");
+  }
   GemmArgs const a = detail::with_split_count<Config>(problem);
   if (Config::kSplitK && a.k % (int64_t(a.splits) * format::kBlockK) != 0) {
     return Status::error("splits: must divide k / 128");
