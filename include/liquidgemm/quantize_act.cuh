@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Per-token symmetric INT8 activation quantization, bit-exact with quantize_act_reference (docs/architecture.md):
 //   amax = max |x| in fp32,  scale = amax / 127 (IEEE division; 1 for an all-zero row),
-//   q = clamp(round_half_even(x / scale), -127, 127)   (as with true division: see round_quotient)
+//   q = clamp(round_half_even(x / scale), -127, 127)   (as with true division: see quantize_word)
 // Finite inputs only: fmaxf drops NaN where torch.amax propagates it.
 #pragma once
 
@@ -64,24 +64,33 @@ __device__ __forceinline__ float unit_amax(Unit unit) {
   return amax;
 }
 
-// round_half_even(x / scale) exactly as with IEEE division, at the cost of a multiply: x * inv is within ~1 ulp of
-// the true quotient, so both round to the same integer unless the quotient is within a few ulp of a half-integer;
-// only then (rarely) is the exact division done. For |quotient| <= 128: |r - exact| < 2.7e-5 < 6.2e-5.
-__device__ __forceinline__ int round_quotient(float x, float scale, float inv) {
-  float const r = x * inv;
-  float const frac = r - floorf(r);
-  // Written so that NaN takes the exact path: for a subnormal scale (bf16 rows below ~3.7e-37) 1/scale is inf.
-  bool const far_from_tie = fabsf(frac - 0.5f) >= 6.2e-5f;
-  return __float2int_rn(far_from_tie ? r : __fdiv_rn(x, scale));
-}
+// Whether x * inv may round differently from the IEEE quotient x / scale: x * inv is within ~1 ulp of the true
+// quotient, so both round to the same integer unless the quotient is within a few ulp of a half-integer. For
+// |quotient| <= 128: |r - exact| < 2.7e-5 < 6.2e-5. Written so that NaN counts as near: for a subnormal scale
+// (bf16 rows below ~3.7e-37) 1/scale is inf.
+__device__ __forceinline__ bool near_tie(float r) { return !(fabsf(r - floorf(r) - 0.5f) >= 6.2e-5f); }
 
-// The codes of f[0..3] packed into one word; inv = __frcp_rn(scale).
+// The codes round_half_even(f[i] / scale), clamped to +-127, of f[0..3] packed into one word (inv = __frcp_rn(scale)):
+// a multiply each, and the exact division only for elements near a tie. One branch for all four keeps the four
+// chains independent (the fused GEMM quantizes a stage on a few threads, between its arrival and its WGMMAs).
 __device__ __forceinline__ uint32_t quantize_word(float const* f, float scale, float inv) {
+  float r[4];
+  bool any_near_tie = false;
+#pragma unroll
+  for (int b = 0; b < 4; ++b) {
+    r[b] = f[b] * inv;
+    any_near_tie |= near_tie(r[b]);
+  }
+  if (any_near_tie) {  // rare
+#pragma unroll
+    for (int b = 0; b < 4; ++b) {
+      if (near_tie(r[b])) r[b] = __fdiv_rn(f[b], scale);
+    }
+  }
   uint32_t word = 0;
 #pragma unroll
   for (int b = 0; b < 4; ++b) {
-    int q = round_quotient(f[b], scale, inv);
-    q = min(max(q, -127), 127);
+    int const q = min(max(__float2int_rn(r[b]), -127), 127);
     word |= (static_cast<uint32_t>(q) & 0xFFu) << (8 * b);  // little-endian: element b is byte b
   }
   return word;

@@ -94,18 +94,23 @@ struct FusedActQuant {
                                            int thread) {
     constexpr int kTileK = cute::size<1>(SmemX{});
     constexpr int kItemsPerRow = kTileK / 4;
-    for (int item = thread; item < tokens * kItemsPerRow; item += kThreads) {
+    int const items = tokens * kItemsPerRow;
+    for (int item = thread; item < items; item += kThreads) {
       int const row = item / kItemsPerRow;
       int const k = (item % kItemsPerRow) * 4;
-      uint2 const bits = *reinterpret_cast<uint2 const*>(&sx(row, k));
+      // Explicit shared-memory accesses: through the swizzle arithmetic the compiler loses the address space and
+      // would emit generic loads and stores.
+      uint32_t lo, hi;
+      asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];" : "=r"(lo), "=r"(hi) : "r"(cute::cast_smem_ptr_to_uint(&sx(row, k))));
       float f[4];
       CUTLASS_PRAGMA_UNROLL
       for (int i = 0; i < 4; ++i) {  // little-endian: element i is the (i % 2) half of word i / 2
-        f[i] = act_quant::bits_to_float<CudaT>(((i < 2 ? bits.x : bits.y) >> (16 * (i % 2))) & 0xFFFFu);
+        f[i] = act_quant::bits_to_float<CudaT>(((i < 2 ? lo : hi) >> (16 * (i % 2))) & 0xFFFFu);
       }
-      *reinterpret_cast<uint32_t*>(&sq(row, k)) = act_quant::quantize_word(f, smem.scale[row], smem.inv_scale[row]);
+      uint32_t const word = act_quant::quantize_word(f, smem.scale[row], smem.inv_scale[row]);
+      asm volatile("st.shared.u32 [%0], %1;" ::"r"(cute::cast_smem_ptr_to_uint(&sq(row, k))), "r"(word));
     }
-    cutlass::arch::fence_view_async_shared();
+    if (thread < items) cutlass::arch::fence_view_async_shared();  // only the writers' stores need the fence
   }
 };
 
