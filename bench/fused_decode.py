@@ -1,13 +1,13 @@
 """Decode-size w4a8_linear two ways: quantize kernel + GEMM vs one fused-quantization GEMM (`_fq` configs), with
 the GEMM alone and cuBLAS bf16 in the same run. The data behind `dispatch.uses_fused_quant`.
 
-    python bench/fused_decode.py                                  # llama3-8b + llama3-70b, M = 1..64
+    python bench/fused_decode.py                                  # llama3-8b + llama3-70b, M = 1..16
     python bench/fused_decode.py --model llama3-8b --m 1,16 --out /tmp/x
 
 Per (layer, M): `two_kernels` = w4a8_linear forced onto the dispatcher's GEMM config (quantize_act + GEMM, PDL
-between them), `gemm_only` = that GEMM on pre-quantized activations, `fused_<scheduler>` = each compiled fused
-config with the smallest token tile that holds M, `bf16` = F.linear. GPU time of CUDA-graph replays, weights
-rotated past L2 (liquidgemm.timing). Writes <out>/fused_decode.{json,md,png}.
+between them), `gemm_only` = that GEMM on pre-quantized activations, `fused` = the compiled fused config with the
+smallest token tile that takes M tokens of this K (none past K = fused_max_k), `bf16` = F.linear. GPU time of
+CUDA-graph replays, weights rotated past L2 (liquidgemm.timing). Writes <out>/fused_decode.{json,md,png}.
 """
 from __future__ import annotations
 
@@ -28,14 +28,14 @@ except ImportError:
 
 import liquidgemm as lg  # noqa: E402
 from liquidgemm import dispatch, shapes, timing  # noqa: E402
-from liquidgemm._configs import TileConfig  # noqa: E402
+from liquidgemm._configs import TileConfig, fused_max_k  # noqa: E402
 from liquidgemm.bench.report import collect_metadata, gpu_slug  # noqa: E402
 
 
-def fused_configs(m: int, out: str) -> list[str]:
-    """The compiled fused configs with the smallest token tile that holds m tokens (one per scheduler)."""
+def fused_configs(m: int, k: int, out: str) -> list[str]:
+    """The compiled fused configs with the smallest token tile that takes m tokens of K = k."""
     fits = [TileConfig.parse(c) for c in dispatch.list_configs(out, fused_quant=True)]
-    fits = [c for c in fits if c.tile_n >= m]
+    fits = [c for c in fits if c.tile_n >= m and k <= fused_max_k(c.tile_n)]
     if not fits:
         return []
     smallest = min(c.tile_n for c in fits)
@@ -72,24 +72,22 @@ def time_layer(layer: shapes.LayerShape, ms: list[int], dtype: torch.dtype, grou
         t = timing.time_op(w4_operands(x), lambda x_, w_: lg.w4a8_gemm(x_q, x_scale, w_, config=gemm_config),
                            bytes_per_call=w4_bytes)
         row["us"]["gemm_only"] = t.median_us
-        for config in fused_configs(m, out):
+        for config in fused_configs(m, k, out)[:1]:
             y = lg.w4a8_linear(x, qw, config=config)
             torch.testing.assert_close(y, lg.w4a8_linear(x, qw, config=gemm_config), rtol=0, atol=0)  # bit-exact
-            name = "fused_" + TileConfig.parse(config).scheduler
             t = timing.time_op(w4_operands(x), lambda x_, w_, c=config: run_linear(x_, w_, c),
                                bytes_per_call=w4_bytes)
-            row["us"][name] = t.median_us
-            row["configs"][name] = config
+            row["us"]["fused"] = t.median_us
+            row["configs"]["fused"] = config
         t = timing.time_op(lambda i: (x, w if i == 0 else w.clone()), F.linear, bytes_per_call=w.nbytes)
         row["us"]["bf16"] = t.median_us
-        row["fused_rule"] = dispatch.uses_fused_quant(m, n, k)
         row["linear_config"] = dispatch.select_linear_config(m, n, k, group, out)
-        fused = [v for key, v in row["us"].items() if key.startswith("fused_")]
-        best_fused = min(fused) if fused else float("nan")
+        row["fused_rule"] = TileConfig.parse(row["linear_config"]).fused_quant
+        fused = row["us"].get("fused", float("nan"))
         print(f"{layer.name:>16} {n:6d}x{k:<6d} M={m:3d}  two kernels {row['us']['two_kernels']:7.2f}  "
-              f"gemm only {row['us']['gemm_only']:7.2f}  fused best {best_fused:7.2f} "
-              f"({row['us']['two_kernels'] / best_fused:4.2f}x)  bf16 {row['us']['bf16']:7.2f}  "
-              f"rule: {'fused' if row['fused_rule'] else 'two kernels'}", flush=True)
+              f"gemm only {row['us']['gemm_only']:7.2f}  fused {fused:7.2f} "
+              f"({row['us']['two_kernels'] / fused:4.2f}x)  bf16 {row['us']['bf16']:7.2f}  "
+              f"dispatch: {'fused' if row['fused_rule'] else 'two kernels'}", flush=True)
         rows.append(row)
     del w, qw
     torch.cuda.empty_cache()
@@ -99,16 +97,14 @@ def time_layer(layer: shapes.LayerShape, ms: list[int], dtype: torch.dtype, grou
 def write_markdown(path: Path, rows: list[dict], gpu: str) -> None:
     lines = [f"# w4a8_linear at decode sizes: two kernels vs fused quantization ({gpu})", "",
              "GPU time per call (us), CUDA-graph replays, weights rotated past L2. `x` = two kernels / fused.", "",
-             "| layer | N x K | M | bf16 | GEMM only | quantize + GEMM | fused persist | fused split-K | x | rule |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| layer | N x K | M | bf16 | GEMM only | quantize + GEMM | fused | x | dispatch |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         us = r["us"]
-        fused = [v for key, v in us.items() if key.startswith("fused_")]
-        best = min(fused) if fused else float("nan")
         cell = lambda key: f"{us[key]:.2f}" if key in us else "-"  # noqa: E731
+        ratio = f"{us['two_kernels'] / us['fused']:.2f}" if "fused" in us else "-"
         lines.append(f"| {r['layer']} | {r['n']}x{r['k']} | {r['m']} | {cell('bf16')} | {cell('gemm_only')} | "
-                     f"{cell('two_kernels')} | {cell('fused_persist')} | {cell('fused_splitk')} | "
-                     f"{us['two_kernels'] / best:.2f} | {'fused' if r['fused_rule'] else 'two'} |")
+                     f"{cell('two_kernels')} | {cell('fused')} | {ratio} | {'fused' if r['fused_rule'] else 'two'} |")
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -124,8 +120,7 @@ def plot(path: Path, rows: list[dict], gpu: str) -> None:
     for ax, layer in zip(axes.flat, layers):
         pts = [r for r in rows if r["layer"] == layer]
         ms = [r["m"] for r in pts]
-        for key, style in (("two_kernels", "o-"), ("fused_persist", "s--"), ("fused_splitk", "^--"),
-                           ("gemm_only", "x:")):
+        for key, style in (("two_kernels", "o-"), ("fused", "s--"), ("gemm_only", "x:")):
             ys = [r["us"].get(key, float("nan")) for r in pts]
             ax.plot(ms, ys, style, label=key.replace("_", " "))
         ax.set_xscale("log", base=2)
@@ -144,7 +139,7 @@ def plot(path: Path, rows: list[dict], gpu: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="llama3-8b,llama3-70b", help="comma-separated presets (liquidgemm.shapes)")
-    parser.add_argument("--m", default="1,2,4,8,16,32,64", help="comma-separated token counts (<= 64)")
+    parser.add_argument("--m", default="1,2,4,8,16", help="comma-separated token counts (<= 16: the fused tiles)")
     parser.add_argument("--group", type=int, default=128)
     parser.add_argument("--dtype", choices=("bf16", "f16"), default="bf16")
     parser.add_argument("--out", type=Path, default=None, help="results folder (default bench/results/<gpu>)")

@@ -31,9 +31,12 @@ def main() -> None:
     parser.add_argument("--pdl", default="1", help="comma-separated: 1 = programmatic dependent launch (default), "
                         "0 = plain stream order")
     parser.add_argument("--ncu", action="store_true", help="5 eager calls per pair, no timing (for ncu)")
+    parser.add_argument("--linear", action="store_true", help="run w4a8_linear (bf16 activations in: quantize + "
+                        "GEMM, or one kernel for the fused-quantization '_fq' configs) instead of the int8 GEMM")
     args = parser.parse_args()
     ms = [int(v) for v in args.m.split(",")]
-    configs = [c for c in args.config.split(",") if c] or [c for c in _native.configs() if "_bf16_" in c]
+    configs = [c for c in args.config.split(",") if c] or \
+        [c for c in _native.configs() if "_bf16_" in c and (args.linear or not c.endswith("_fq"))]
 
     hbm = timing.measure_hbm_bandwidth() if not args.ncu else None
     for shape in args.shape:
@@ -48,7 +51,8 @@ def profile_shape(args, n: int, k: int, ms: list[int], configs: list[str], hbm: 
     split_list = [int(v) for v in args.splits.split(",")]
     pdl_list = [int(v) for v in args.pdl.split(",")]
     for m in ms:
-        x_q, x_scale = lg.quantize_act(torch.randn(m, k, device="cuda", dtype=torch.bfloat16))
+        x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+        x_q, x_scale = lg.quantize_act(x)
         out = torch.empty(m, n, device="cuda", dtype=torch.bfloat16)
         for config in configs:
             splittable = config.endswith(("_streamk", "_splitk"))
@@ -58,7 +62,10 @@ def profile_shape(args, n: int, k: int, ms: list[int], configs: list[str], hbm: 
                 workspace = torch.empty(max(workspace_bytes, 16), dtype=torch.uint8, device="cuda")
 
                 def run(a, s, w, c=config, splits=splits, workspace=workspace):
-                    _native.gemm(c, a, s, w.packed, w.params, w.s1, None, out, workspace, args.group, splits)
+                    if args.linear:  # the activations come in as bf16 x; a and s are unused
+                        lg.w4a8_linear(x, w, config=c)
+                    else:
+                        _native.gemm(c, a, s, w.packed, w.params, w.s1, None, out, workspace, args.group, splits)
 
                 if args.ncu:
                     for _ in range(5):

@@ -15,7 +15,7 @@ import torch
 
 import liquidgemm as lg
 from liquidgemm import _native, ops
-from liquidgemm._configs import TileConfig
+from liquidgemm._configs import TileConfig, fused_max_k
 
 QUANT_CASES = [(1, 128), (3, 4096), (1, 20480), (5, 28672), (64, 20480)]  # (M, K): warp, CTA, cluster rows
 CASES = [  # (M tokens, N channels, K, group size)
@@ -46,7 +46,7 @@ def main() -> None:
         fused = TileConfig.parse(config)
         for m, n, k, group in CASES:
             if fused.fused_quant:  # quantizes inside the GEMM: runs through w4a8_linear, at most tile_n tokens
-                if m <= fused.tile_n:
+                if m <= fused.tile_n and k <= fused_max_k(fused.tile_n):
                     passed += check_fused(config, out_dtype, m, n, k, group)
                 continue
             act_dtype = torch.float16 if out_dtype == torch.float16 else torch.bfloat16

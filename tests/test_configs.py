@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from liquidgemm._configs import CI_CONFIGS, CONFIGS, TileConfig, emit, select, stages_that_fit
+from liquidgemm._configs import CI_CONFIGS, CONFIGS, TileConfig, emit, fused_max_k, select, stages_that_fit
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "kernels" / "w4a8_gemm.cu.in"
 
@@ -39,11 +39,10 @@ def test_id_spells_every_field():
 
 def test_config_list_is_the_documented_one():
     ids = [c.id for c in CONFIGS]
-    assert len(ids) == len(set(ids)) == 45
+    assert len(ids) == len(set(ids)) == 33
     for out in ("bf16", "f16"):
         fused = [c for c in CONFIGS if c.out == out and c.fused_quant]
-        assert sorted((c.tile_n, c.scheduler) for c in fused) == [
-            (t, s) for t in (8, 16, 32, 64) for s in ("persist", "splitk")]
+        assert sorted((c.tile_n, c.scheduler) for c in fused) == [(8, "persist"), (16, "persist")]
         assert all(c.id.endswith("_fq") and c.schedule == "coop" for c in fused)
         mine = [c for c in CONFIGS if c.out == out and not c.fused_quant]
         assert sorted({c.tile_n for c in mine}) == [8, 16, 32, 64, 128, 256]
@@ -167,18 +166,20 @@ def test_emit_maps_every_field(tmp_path):
     streamk = TileConfig("s32", 128, 8, 3, "coop", "streamk")
     (source,) = emit(tmp_path / "gen", [streamk], template)
     assert source.read_text() == f"{streamk.id}|int32_t|128|8|3|ScheduleCoop|SchedulerStreamK|false"
-    fused = TileConfig("bf16", 128, 16, 9, "coop", "splitk", fused_quant=True)
+    fused = TileConfig("bf16", 128, 16, 9, "coop", "persist", fused_quant=True)
     (source,) = emit(tmp_path / "gen", [fused], template)
-    assert source.read_text() == f"{fused.id}|cutlass::bfloat16_t|128|16|9|ScheduleCoop|SchedulerSplitK|true"
-    assert fused.id == "w4a8_sm90_bf16_t128x16x128_c1x1_s9_coop_splitk_fq"
+    assert source.read_text() == f"{fused.id}|cutlass::bfloat16_t|128|16|9|ScheduleCoop|SchedulerPersistent|true"
+    assert fused.id == "w4a8_sm90_bf16_t128x16x128_c1x1_s9_coop_persist_fq"
+    assert (fused_max_k(8), fused_max_k(16)) == (8192, 4096)  # 64 KB of resident int8 activations
 
 
 @pytest.mark.parametrize("fields,why", [
     (("s32", 128, 8, 4, "coop", "persist"), "bf16/f16 output"),
     (("bf16", 64, 8, 4, "pp", "persist"), "schedule 'coop'"),
-    (("bf16", 128, 8, 4, "coop", "streamk"), "'persist' or 'splitk'"),
+    (("bf16", 128, 8, 4, "coop", "streamk"), "scheduler 'persist'"),
+    (("bf16", 128, 8, 4, "coop", "splitk"), "scheduler 'persist'"),
 ])
-def test_fused_quantization_needs_a_16_bit_cooperative_persistent_or_split_k_config(fields, why):
+def test_fused_quantization_needs_a_16_bit_cooperative_persistent_config(fields, why):
     with pytest.raises(ValueError, match=why):
         TileConfig(*fields, fused_quant=True)
     with pytest.raises(ValueError, match=why):
@@ -214,3 +215,12 @@ def test_generator_cli(tmp_path):
     bad = subprocess.run(run + ["--emit", str(tmp_path), "--select", "nope"], capture_output=True, text=True, env=env)
     assert bad.returncode == 1
     assert bad.stderr.strip().startswith("python -m liquidgemm._configs: error: malformed config id 'nope'")
+
+
+def test_fused_activation_budget_is_the_collectives():
+    """_configs budgets the shared memory (and dispatch the largest K) the collective reserves for a fused config."""
+    from liquidgemm._configs import FUSED_ACT_BYTES
+
+    header = (TEMPLATE.parents[1] / "include" / "liquidgemm" / "collective" / "sm90_mma_liquid_w4a8.hpp").read_text()
+    (value,) = re.findall(r"kFusedActBytes = (\d+) \* (\d+);", header)
+    assert int(value[0]) * int(value[1]) == FUSED_ACT_BYTES

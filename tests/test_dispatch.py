@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from liquidgemm import _native, dispatch, tune
-from liquidgemm._configs import CONFIGS, TileConfig
+from liquidgemm._configs import CONFIGS, TileConfig, fused_max_k
 from liquidgemm.shapes import PRESETS
 
 ALL_IDS = [c.id for c in CONFIGS]
@@ -244,17 +244,21 @@ def test_gemm_dispatch_never_picks_a_fused_config(build):
 
 def test_linear_dispatch_follows_the_fused_rule(build):
     build(ALL_IDS)
+    fused_somewhere = False
     for n, k in PRESET_NKS:
         for m in (1, 2, 8, 16, 32, 64, 65, 256):
             gemm = tile(dispatch.select_config(m, n, k, 128, "bf16"))
             linear = tile(dispatch.select_linear_config(m, n, k, 128, "bf16"))
-            if dispatch.uses_fused_quant(m, n, k):
-                assert linear.fused_quant and linear.tile_n >= m, (m, n, k)
-                assert linear.tile_n == gemm.tile_n or gemm.tile_n < m, (m, n, k)
-                assert linear.scheduler == gemm.scheduler or gemm.scheduler == "streamk"  # no fused stream-K
+            if linear.fused_quant:  # only in place of a persistent choice, within the rule and the config's limits
+                fused_somewhere = True
+                assert dispatch.uses_fused_quant(m, k) and gemm.scheduler == "persist", (m, n, k)
+                assert m <= linear.tile_n and k <= fused_max_k(linear.tile_n), (m, n, k)
             else:
                 assert linear == gemm, (m, n, k)
-    assert dispatch.uses_fused_quant(1, 4096, 4096) and not dispatch.uses_fused_quant(65, 128, 128)
+                assert not (dispatch.uses_fused_quant(m, k) and gemm.scheduler == "persist" and gemm.tile_n >= m
+                            and k <= fused_max_k(gemm.tile_n)), (m, n, k)
+    assert fused_somewhere
+    assert dispatch.uses_fused_quant(1, 4096) and not dispatch.uses_fused_quant(65, 128)
 
 
 def test_linear_dispatch_without_fused_configs_runs_two_kernels(build):
@@ -268,8 +272,10 @@ def test_forcing_a_fused_config_is_checked(build):
     (fq8,) = ids(tile_n=8, scheduler="persist", fused_quant=True)
     with pytest.raises(ValueError, match="runs only through w4a8_linear"):
         dispatch.check_config(fq8, "bf16")
-    with pytest.raises(ValueError, match="at most tile_n = 8 tokens"):
-        dispatch.check_config(fq8, "bf16", linear_m=9)
-    assert dispatch.check_config(fq8, "bf16", linear_m=8) == fq8
+    with pytest.raises(ValueError, match="at most tile_n = 8 tokens of K <= 8192 .* got 9 tokens of K = 4096"):
+        dispatch.check_config(fq8, "bf16", linear_shape=(9, 4096))
+    with pytest.raises(ValueError, match="got 1 tokens of K = 8320"):
+        dispatch.check_config(fq8, "bf16", linear_shape=(1, 8320))
+    assert dispatch.check_config(fq8, "bf16", linear_shape=(8, 8192)) == fq8
     plain = ids(tile_n=8, scheduler="persist", fused_quant=False)[0]
-    assert dispatch.check_config(plain, "bf16", linear_m=1000) == plain
+    assert dispatch.check_config(plain, "bf16", linear_shape=(1000, 28672)) == plain

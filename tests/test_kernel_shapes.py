@@ -61,7 +61,7 @@ def check(m, n, k, group, dtype, device, *, x=None, w=None, qw=None):
     y_linear = ops.w4a8_linear(x.to(device), qw_d).cpu()
     assert torch.equal(y_linear, y_ref), (m, n, k, group, dtype)
     # every fused-quantization config that takes m tokens: quantization inside the GEMM, the same bits
-    for config in (_fused_configs(dtype, m) if device == "cuda" else []):
+    for config in (_fused_configs(dtype, m, k) if device == "cuda" else []):
         y_fused = ops.w4a8_linear(x.to(device), qw_d, config=config).cpu()
         assert torch.equal(y_fused, y_ref), (m, n, k, group, dtype, config)
 
@@ -72,11 +72,13 @@ def _configs(out) -> list[str]:
     return dispatch.list_configs(out, fused_quant=False)
 
 
-def _fused_configs(dtype, m) -> list[str]:
+def _fused_configs(dtype, m, k) -> list[str]:
+    """The compiled fused-quantization configs that take m tokens of K = k."""
     from liquidgemm import dispatch
-    from liquidgemm._configs import TileConfig
+    from liquidgemm._configs import TileConfig, fused_max_k
 
-    return [c for c in dispatch.list_configs(dtype, fused_quant=True) if TileConfig.parse(c).tile_n >= m]
+    tiles = {c: TileConfig.parse(c).tile_n for c in dispatch.list_configs(dtype, fused_quant=True)}
+    return [c for c, tile_n in tiles.items() if tile_n >= m and k <= fused_max_k(tile_n)]
 
 
 def test_check_logic_on_cpu_reference():
@@ -124,7 +126,7 @@ def test_kernel_on_extreme_values(group):
 @pytest.mark.gpu
 def test_fused_quantization_with_bias_and_leading_dims():
     """The fused path's epilogue (token scales it computed itself, bias) and its token limit."""
-    configs = _fused_configs(torch.bfloat16, 5)
+    configs = _fused_configs(torch.bfloat16, 5, 1024)
     if not configs:
         pytest.skip("no bf16 fused-quantization config compiled into this build")
     gen = torch.Generator().manual_seed(5)

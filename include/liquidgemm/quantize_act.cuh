@@ -72,7 +72,7 @@ __device__ __forceinline__ bool near_tie(float r) { return !(fabsf(r - floorf(r)
 
 // The codes round_half_even(f[i] / scale), clamped to +-127, of f[0..3] packed into one word (inv = __frcp_rn(scale)):
 // a multiply each, and the exact division only for elements near a tie. One branch for all four keeps the four
-// chains independent (the fused GEMM quantizes a stage on a few threads, between its arrival and its WGMMAs).
+// chains independent.
 __device__ __forceinline__ uint32_t quantize_word(float const* f, float scale, float inv) {
   float r[4];
   bool any_near_tie = false;

@@ -3,7 +3,8 @@
 A config id reads problem to schedule, e.g. ``w4a8_sm90_bf16_t128x64x128_c1x1_s10_coop_persist``; it names the
 generated source file, the C++ entry points, the registry key, the tuning-cache value and ``config=`` overrides.
 A trailing ``_fq`` (fused quantization) marks the decode configs that read the fp16/bf16 activations of
-``w4a8_linear`` and quantize them inside the GEMM (one kernel per layer, at most tile_n tokens).
+``w4a8_linear`` and quantize them inside the GEMM (one kernel per layer): at most tile_n tokens and
+K <= ``fused_max_k(tile_n)``, as each CTA keeps its tokens' whole quantized rows in shared memory.
 
 Generator (run by CMake at configure time, stdlib only so it works before the package is installed)::
 
@@ -62,9 +63,9 @@ class TileConfig:
             raise ValueError(f"schedule {self.schedule!r} needs tile_m == {need_m}, got {self.tile_m}")
         if self.scheduler in ("streamk", "splitk") and self.schedule != "coop":
             raise ValueError(f"scheduler {self.scheduler!r} is only implemented for schedule 'coop'")
-        if self.fused_quant and (self.out == "s32" or self.schedule != "coop" or self.scheduler == "streamk"):
+        if self.fused_quant and (self.out == "s32" or self.schedule != "coop" or self.scheduler != "persist"):
             raise ValueError("fused quantization needs a bf16/f16 output (the activations' type), schedule 'coop' "
-                             "and scheduler 'persist' or 'splitk'")
+                             "and scheduler 'persist' (each CTA holds all of K: no K split)")
         if self.scheduler == "splitk" and self.out == "s32":
             raise ValueError("scheduler 'splitk' reduces int32 partials into bf16/f16; the s32 debug output "
                              "uses 'persist'")
@@ -98,15 +99,22 @@ class TileConfig:
 
 SMEM_PER_BLOCK = 232448          # Hopper: 227 KB of shared memory per CTA
 EPILOGUE_RESERVE = 32 * 1024     # TMA-store subtiles, broadcast vectors, pipeline barriers (measured < 24 KB)
+FUSED_ACT_BYTES = 64 * 1024      # a fused config's resident int8 activations (kFusedActBytes in the collective)
+
+
+def fused_max_k(tile_n: int) -> int:
+    """Largest K a fused-quantization config with this token tile takes: its tile_n rows of int8 codes, all of K,
+    stay in FUSED_ACT_BYTES of shared memory (8192 for tile_n 8, 4096 for 16)."""
+    return FUSED_ACT_BYTES // (tile_n * TILE_K) * TILE_K
 
 
 def stages_that_fit(out: str, tile_m: int, tile_n: int, max_stages: int = 24, fused_quant: bool = False) -> int:
     """Deepest ring that fits: decode tiles are tiny, so many stages keep enough weight bytes in flight to cover
     HBM latency; large tiles get >= 4 stages so loads stay ahead of the tensor cores.
     The kernel static_asserts that the whole shared storage fits."""
-    stage = tile_m * TILE_K // 2 + tile_m * 4 + tile_n * TILE_K  # 4-bit weights + group params + int8 activations
-    stage += tile_n * TILE_K * 2 if fused_quant else 0           # + the 16-bit activations the kernel quantizes
-    reserve = EPILOGUE_RESERVE * (2 if out == "s32" else 1)
+    stage = tile_m * TILE_K // 2 + tile_m * 4                    # 4-bit weights + group params
+    stage += 0 if fused_quant else tile_n * TILE_K               # + int8 activations (fused: resident instead)
+    reserve = EPILOGUE_RESERVE * (2 if out == "s32" else 1) + (FUSED_ACT_BYTES if fused_quant else 0)
     return max(2, min(max_stages, (SMEM_PER_BLOCK - reserve) // stage))
 
 
@@ -123,10 +131,9 @@ CONFIGS: list[TileConfig] = [
     for tile_n in (8, 16, 32, 64, 128, 256)
     for scheduler in (("persist", "streamk", "splitk") if tile_n <= 64 else ("persist",))
 ] + [
-    _coop(out, tile_n, scheduler, fused_quant=True)  # decode: quantize inside the GEMM, one kernel per layer
+    _coop(out, tile_n, "persist", fused_quant=True)  # decode: quantize inside the GEMM, one kernel per layer
     for out in ("bf16", "f16")
-    for tile_n in (8, 16, 32, 64)
-    for scheduler in ("persist", "splitk")
+    for tile_n in (8, 16)
 ] + [_coop("s32", 64, "persist")]  # raw int32 accumulators: the exact debug path
 
 # What CI compiles on a 2-core machine: one production config, the int32 debug config and one fused-quantization

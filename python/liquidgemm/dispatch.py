@@ -27,7 +27,7 @@ from importlib import resources
 from pathlib import Path
 
 from . import _native, tune
-from ._configs import CONFIGS, TileConfig
+from ._configs import CONFIGS, TileConfig, fused_max_k
 
 HEURISTIC_TABLE = "heuristic_h100.json"
 _OUT_NAMES = {"bf16": "bf16", "bfloat16": "bf16", "f16": "f16", "fp16": "f16", "float16": "f16", "half": "f16",
@@ -65,21 +65,23 @@ def list_configs(out_dtype=None, fused_quant: bool | None = None) -> list[str]:
     return list(_compiled_ids(None if out_dtype is None else normalize_out(out_dtype), fused_quant))
 
 
-def check_config(config_id: str, out_dtype, *, linear_m: int | None = None) -> str:
+def check_config(config_id: str, out_dtype, *, linear_shape: tuple[int, int] | None = None) -> str:
     """`config_id` if it is a compiled config writing `out_dtype` that can run the call, else ValueError saying
-    why (cheap enough for every call that forces a config). `linear_m`: the token count of a `w4a8_linear` call;
-    None for `w4a8_gemm`, which takes int8 activations and so no fused-quantization config."""
+    why (cheap enough for every call that forces a config). `linear_shape`: (m, k) of a `w4a8_linear` call; None
+    for `w4a8_gemm`, which takes int8 activations and so no fused-quantization config."""
     valid = _compiled_ids(normalize_out(out_dtype))
     if config_id not in valid:
         raise ValueError(f"config: {config_id!r} is not a compiled config for out_dtype {normalize_out(out_dtype)}; "
                          f"valid ids: {', '.join(valid) or '(none)'}")
     chosen = TileConfig.parse(config_id)
-    if chosen.fused_quant and linear_m is None:
-        raise ValueError(f"config: {config_id!r} quantizes the activations inside the GEMM (an '_fq' config): it "
-                         "runs only through w4a8_linear, which passes the fp16/bf16 activations")
-    if chosen.fused_quant and linear_m > chosen.tile_n:
-        raise ValueError(f"config: {config_id!r} quantizes at most tile_n = {chosen.tile_n} tokens in the GEMM, "
-                         f"got {linear_m}")
+    if chosen.fused_quant:
+        if linear_shape is None:
+            raise ValueError(f"config: {config_id!r} quantizes the activations inside the GEMM (an '_fq' config): "
+                             "it runs only through w4a8_linear, which passes the fp16/bf16 activations")
+        m, k = linear_shape
+        if m > chosen.tile_n or k > fused_max_k(chosen.tile_n):
+            raise ValueError(f"config: {config_id!r} quantizes at most tile_n = {chosen.tile_n} tokens of K <= "
+                             f"{fused_max_k(chosen.tile_n)} in the GEMM, got {m} tokens of K = {k}")
     return config_id
 
 
@@ -207,38 +209,41 @@ def select_config(m: int, n: int, k: int, group_size: int, out_dtype) -> str:
     return heuristic_config(m, n, k, group_size, out) if tuned is None else _resolve(tuned, out)
 
 
-# The fused-quantization rule, from `bench/fused_decode.py` on the H100 (bench/results/h100/fused_decode.json): every
-# CTA of a fused GEMM reads the whole activation rows to get the token scales (m * k * 2 bytes from L2) while its
-# weights stream in; that is hidden below FUSED_MAX_ELEMS = m * k elements, and the separate quantize kernel it
-# saves costs more than the rest there.
-FUSED_MAX_M = 64
-FUSED_MAX_ELEMS = 64 * 1024
+# The fused-quantization rule, from `bench/fused_decode.py` on the H100 (bench/results/h100/fused_decode.json). A
+# fused config is persistent (each CTA holds its tokens' whole quantized rows), so it can only replace a persistent
+# GEMM choice: where the heuristic splits K to fill the SMs, one kernel with fewer CTAs would lose more than the
+# separate quantize kernel costs. Its prologue reads m * k activations per CTA (twice, from L2) while the first
+# weights stream in: hidden up to FUSED_MAX_ELEMS.
+FUSED_MAX_M = 16
+FUSED_MAX_ELEMS = 16 * 8192
 
 
-def uses_fused_quant(m: int, n: int, k: int) -> bool:
-    """Whether w4a8_linear quantizes inside the GEMM for this problem (the committed H100 rule)."""
+def uses_fused_quant(m: int, k: int) -> bool:
+    """Whether the problem is small enough for w4a8_linear to quantize inside a persistent GEMM (H100 rule)."""
     return m <= FUSED_MAX_M and m * k <= FUSED_MAX_ELEMS
 
 
 @functools.cache
-def _fused_counterpart(config_id: str, m: int) -> str | None:
-    """The compiled fused-quantization config closest to `config_id` whose token tile holds m tokens, or None."""
+def _fused_counterpart(config_id: str, m: int, k: int) -> str | None:
+    """The compiled fused-quantization config closest to the persistent `config_id` that takes m tokens and K = k,
+    or None."""
     chosen = TileConfig.parse(config_id)
-    candidates = [c for c in _compiled() if c.fused_quant and c.out == chosen.out and c.tile_n >= m]
-    if not candidates:
+    candidates = [c for c in _compiled() if c.fused_quant and c.out == chosen.out and c.tile_n >= m
+                  and k <= fused_max_k(c.tile_n)]
+    if chosen.scheduler != "persist" or not candidates:
         return None
     return min(candidates, key=lambda c: (abs(math.log2(c.tile_n / chosen.tile_n)), c.tile_n < chosen.tile_n,
-                                          c.scheduler != chosen.scheduler, abs(c.stages - chosen.stages), c.id)).id
+                                          abs(c.stages - chosen.stages), c.id)).id
 
 
 @functools.lru_cache(maxsize=1 << 16)
 def select_linear_config(m: int, n: int, k: int, group_size: int, out_dtype) -> str:
     """The config `w4a8_linear` runs: `select_config`'s GEMM config (after a separate quantize kernel), or at
-    decode sizes (`uses_fused_quant`) its fused-quantization counterpart when the build has one."""
+    decode sizes (`uses_fused_quant`) the fused-quantization counterpart of a persistent choice, when compiled."""
     gemm = select_config(m, n, k, group_size, out_dtype)
-    if not uses_fused_quant(m, n, k):
+    if not uses_fused_quant(m, k):
         return gemm
-    return _fused_counterpart(gemm, m) or gemm
+    return _fused_counterpart(gemm, m, k) or gemm
 
 
 def clear_caches() -> None:

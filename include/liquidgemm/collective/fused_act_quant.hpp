@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-// Activation quantization inside the GEMM (the fused decode path, configs "..._fq"): the consumer warp groups
-// compute the per-token scales over whole rows once per CTA, then quantize each stage's 16-bit activation tile
-// (loaded by the producer's TMA) from shared memory into the int8 operand tile the WGMMAs read. The numerics are
-// quantize_act.cuh's own functions, so the codes and scales are bit-identical to quantize_act + the GEMM.
+// Activation quantization inside the GEMM (the fused decode path, configs "..._fq"): before its first tile, the
+// consumer warp groups of a CTA compute the per-token scales over whole rows and quantize those rows, all of K,
+// into the resident int8 B buffer that every k-block's WGMMAs read: no per-stage work, no activation loads in the
+// ring. The numerics are quantize_act.cuh's own functions, so the codes and scales are bit-identical to
+// quantize_act + the GEMM.
 #pragma once
 
 #include <cstdint>
@@ -30,7 +31,6 @@ struct FusedActQuant {
   struct SharedStorage {
     uint32_t amax_bits[kMaxTokens];  // max |x| of a row as its fp32 bits: ordered like the (non-negative) values
     float scale[kMaxTokens];
-    float inv_scale[kMaxTokens];     // __frcp_rn(scale), as quantize_act.cuh computes it
   };
 
   CUTLASS_DEVICE static void sync() { cutlass::arch::NamedBarrier::arrive_and_wait(kThreads, kBarrier); }
@@ -78,39 +78,46 @@ struct FusedActQuant {
       float const amax = __uint_as_float(smem.amax_bits[thread]);
       float const scale = amax == 0.f ? 1.f : __fdiv_rn(amax, 127.f);  // as quantize_act.cuh
       smem.scale[thread] = scale;
-      smem.inv_scale[thread] = __frcp_rn(scale);
       if (thread < tokens) act_scale[thread] = scale;
     }
     sync();
   }
 
-  // Quantizes the first `tokens` rows of one stage, sx (kMaxTokens, K) of T -> sq (kMaxTokens, K) of int8, both
-  // K-major with the 128-byte swizzle (16-byte runs of k stay contiguous in it). Rows past `tokens` are left as
-  // they are: their WGMMA columns belong to no token and are never stored. Four codes per thread and step, so
-  // that all consumer threads share the work (it sits between the stage's arrival and its WGMMAs). Then fences
-  // the writes for the WGMMAs' async proxy; the caller synchronises (sync()) before issuing them.
-  template <class SmemX, class SmemQ>
-  CUTLASS_DEVICE static void quantize_tile(SmemX const& sx, SmemQ&& sq, SharedStorage const& smem, int tokens,
-                                           int thread) {
-    constexpr int kTileK = cute::size<1>(SmemX{});
-    constexpr int kItemsPerRow = kTileK / 4;
-    int const items = tokens * kItemsPerRow;
-    for (int item = thread; item < items; item += kThreads) {
-      int const row = item / kItemsPerRow;
-      int const k = (item % kItemsPerRow) * 4;
-      // Explicit shared-memory accesses: through the swizzle arithmetic the compiler loses the address space and
-      // would emit generic loads and stores.
-      uint32_t lo, hi;
-      asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];" : "=r"(lo), "=r"(hi) : "r"(cute::cast_smem_ptr_to_uint(&sx(row, k))));
-      float f[4];
+  // The whole fused prologue: the scales (compute_scales), then the codes of every token row, all of K, into sq
+  // (kMaxTokens, kTileK, k-blocks) of int8, one K-major 128-byte-swizzled WGMMA tile per k-block (16-byte runs of
+  // k stay contiguous in it). Rows past `tokens` are left as they are: their WGMMA columns belong to no token and
+  // are never stored. Ends with the writes fenced for the WGMMAs' async proxy and all consumer threads synced.
+  template <class SmemQ>
+  CUTLASS_DEVICE static void quantize_rows(T const* x, int tokens, int64_t row_k, float* act_scale, SmemQ&& sq,
+                                           SharedStorage& smem, int thread) {
+    using act_quant::Unit;
+    constexpr int kTileK = decltype(cute::size<1>(sq))::value;
+    compute_scales(x, tokens, row_k, act_scale, smem, thread);  // ends with sync(): smem.scale is complete
+    int const units = int(row_k / act_quant::kUnitElems);
+    int const total = tokens * units;
+    Unit const* in = reinterpret_cast<Unit const*>(x);
+    for (int base = thread; base < total; base += kThreads * kBatch) {  // rereads x: L2 hits after the scan
+      Unit unit[kBatch];
       CUTLASS_PRAGMA_UNROLL
-      for (int i = 0; i < 4; ++i) {  // little-endian: element i is the (i % 2) half of word i / 2
-        f[i] = act_quant::bits_to_float<CudaT>(((i < 2 ? lo : hi) >> (16 * (i % 2))) & 0xFFFFu);
+      for (int b = 0; b < kBatch; ++b) {
+        if (base + b * kThreads < total) unit[b] = in[base + b * kThreads];
       }
-      uint32_t const word = act_quant::quantize_word(f, smem.scale[row], smem.inv_scale[row]);
-      asm volatile("st.shared.u32 [%0], %1;" ::"r"(cute::cast_smem_ptr_to_uint(&sq(row, k))), "r"(word));
+      CUTLASS_PRAGMA_UNROLL
+      for (int b = 0; b < kBatch; ++b) {
+        int const i = base + b * kThreads;
+        if (i < total) {
+          int const row = i / units;
+          int const k = (i % units) * act_quant::kUnitElems;
+          uint4 const q = act_quant::quantize_unit<CudaT>(unit[b], smem.scale[row]);
+          // Explicit shared-memory store: through the swizzle arithmetic the compiler loses the address space.
+          asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};" ::"r"(
+                           cute::cast_smem_ptr_to_uint(&sq(row, k % kTileK, k / kTileK))),
+                       "r"(q.x), "r"(q.y), "r"(q.z), "r"(q.w));
+        }
+      }
     }
-    if (thread < items) cutlass::arch::fence_view_async_shared();  // only the writers' stores need the fence
+    cutlass::arch::fence_view_async_shared();
+    sync();
   }
 };
 

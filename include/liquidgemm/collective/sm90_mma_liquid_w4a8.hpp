@@ -7,8 +7,9 @@
 // Roles of the GEMM operands (the kernel computes Y^T = W X^T):
 //   A = packed weights [N_out, K]   (M mode, from registers: dequantized in place, never written back to smem)
 //   B = INT8 activations [M_tok, K] (N mode, from shared memory through TMA with the 128B swizzle)
-// With ActIn = bf16 / fp16 (the fused decode path) the TMA brings the 16-bit activations instead and the consumers
-// quantize each stage into the int8 B tile themselves (fused_act_quant.hpp): one kernel per linear layer.
+// With ActIn = bf16 / fp16 (the fused decode path: one kernel per linear layer) there is no activation TMA: before
+// the first tile the consumers quantize the CTA's whole token rows, all of K, into a resident int8 B buffer
+// (fused_act_quant.hpp), which every k-block's WGMMAs then read, while the producer already streams weights.
 #pragma once
 
 #include <type_traits>
@@ -54,7 +55,7 @@ struct MainloopLiquidW4A8 {
   static_assert(size(ClusterShape{}) == 1, "clusters are not supported yet");
   static_assert(Stages >= 2, "the ring needs at least two stages");
   static_assert(!kQuantizesAct || std::is_same_v<KernelSchedule, cutlass::gemm::KernelTmaWarpSpecializedCooperative>,
-                "the fused quantizer shares one activation tile between the warp groups of a cooperative tile");
+                "the fused quantizer fills one activation buffer for the warp groups of a cooperative tile");
 
   // The operand types as CUTLASS's kernel layer sees them. A is never read through StrideA: the packed chunks
   // have their own layout (format.hpp); the type only tells the kernel the element is a signed byte.
@@ -68,13 +69,15 @@ struct MainloopLiquidW4A8 {
   using TiledMma = decltype(make_tiled_mma(
       GMMA::rs_op_selector<int8_t, int8_t, int32_t, Shape<_64, Int<kTileN>, _32>>(), AtomLayoutMNK{}));
 
-  // Activations: K-major int8, 128-byte rows of k swizzled for conflict-free WGMMA descriptors.
+  // Activations: K-major int8, 128-byte rows of k swizzled for conflict-free WGMMA descriptors. The last mode is
+  // the ring's stage, or (fused) the k-block of the resident buffer, which holds at most kFusedActBytes
+  // (python/liquidgemm/_configs.py budgets the same amount): K <= kFusedMaxK.
+  static constexpr int kFusedActBytes = 64 * 1024;
+  static constexpr int kFusedMaxKBlocks = kFusedActBytes / (kTileN * kTileK);
+  static constexpr int kFusedMaxK = kFusedMaxKBlocks * kTileK;
   using SmemLayoutAtomB = GMMA::Layout_K_SW128_Atom<int8_t>;
-  using SmemLayoutB = decltype(tile_to_shape(SmemLayoutAtomB{},
-                                             make_shape(Int<kTileN>{}, Int<kTileK>{}, Int<Stages>{})));
-  // What the TMA loads into the ring: the int8 B tile itself, or (fused) the 16-bit activations, same swizzle.
-  using SmemLayoutX = decltype(tile_to_shape(GMMA::Layout_K_SW128_Atom<ActIn>{},
-                                             make_shape(Int<kTileN>{}, Int<kTileK>{}, Int<Stages>{})));
+  using SmemLayoutB = decltype(tile_to_shape(
+      SmemLayoutAtomB{}, make_shape(Int<kTileN>{}, Int<kTileK>{}, Int<kQuantizesAct ? kFusedMaxKBlocks : Stages>{})));
   using FusedQuant = FusedActQuant<std::conditional_t<kQuantizesAct, ActIn, cutlass::bfloat16_t>, kConsumerThreads,
                                    kTileN>;
 
@@ -84,12 +87,8 @@ struct MainloopLiquidW4A8 {
 
   static constexpr int kWeightStageBytes = kSlices * format::kChunkBytes;
   static constexpr int kParamStageBytes = kSlices * format::kMaxGroupsPerBlock * format::kParamBytesPerGroup;
-  static constexpr int kActStageBytes = kTileN * kTileK * int(sizeof(ActIn));
+  static constexpr int kActStageBytes = kQuantizesAct ? 0 : kTileN * kTileK;  // the fused path loads none
 
-  struct FusedStorage {
-    cute::array_aligned<ActIn, cosize_v<SmemLayoutX>, 128> smem_x;  // the TMA's 16-bit activation tiles
-    typename FusedQuant::SharedStorage quant;                        // token scales
-  };
   struct NoFusedStorage {};
 
   struct SharedStorage {
@@ -97,7 +96,7 @@ struct MainloopLiquidW4A8 {
       cute::array_aligned<int8_t, cosize_v<SmemLayoutB>, 128> smem_B;
       cute::array_aligned<uint8_t, kWeightStageBytes * Stages, 128> smem_weight;
       cute::array_aligned<uint8_t, kParamStageBytes * Stages, 128> smem_params;
-      std::conditional_t<kQuantizesAct, FusedStorage, NoFusedStorage> fused;
+      std::conditional_t<kQuantizesAct, typename FusedQuant::SharedStorage, NoFusedStorage> fused;  // token scales
     } tensors;
     using PipelineStorage = typename MainloopPipeline::SharedStorage;
     PipelineStorage pipeline;
@@ -117,8 +116,8 @@ struct MainloopLiquidW4A8 {
   };
 
   using TmaB = decltype(make_tma_copy_B_sm90(
-      SM90_TMA_LOAD{}, make_tensor(static_cast<ActIn const*>(nullptr), repeat_like(StrideB{}, int32_t(0)), StrideB{}),
-      SmemLayoutX{}(_, _, Int<0>{}), TileShape{}, ClusterShape{}));
+      SM90_TMA_LOAD{}, make_tensor(static_cast<int8_t const*>(nullptr), repeat_like(StrideB{}, int32_t(0)), StrideB{}),
+      SmemLayoutB{}(_, _, Int<0>{}), TileShape{}, ClusterShape{}));
 
   struct Params {
     TmaB tma_load_b;
@@ -140,9 +139,10 @@ struct MainloopLiquidW4A8 {
   template <class ProblemShape>
   static Params to_underlying_arguments(ProblemShape const& problem_shape, Arguments const& args, void*) {
     auto [M, N, K, L] = append<4>(problem_shape, 1);
-    ActIn const* act = kQuantizesAct ? args.ptr_x : reinterpret_cast<ActIn const*>(args.ptr_act);
+    // The fused path never uses the descriptor; it is built on x's (larger) allocation so that it is valid.
+    int8_t const* act = kQuantizesAct ? reinterpret_cast<int8_t const*>(args.ptr_x) : args.ptr_act;
     Tensor tensor_b = make_tensor(act, make_layout(make_shape(N, K, L), args.dB));
-    TmaB tma_b = make_tma_copy_B_sm90(SM90_TMA_LOAD{}, tensor_b, SmemLayoutX{}(_, _, Int<0>{}), TileShape{},
+    TmaB tma_b = make_tma_copy_B_sm90(SM90_TMA_LOAD{}, tensor_b, SmemLayoutB{}(_, _, Int<0>{}), TileShape{},
                                       ClusterShape{});
     int param_bytes = groups_per_block(args.group_size) * format::kParamBytesPerGroup;
     uint32_t tx = uint32_t(kSlices * (format::kChunkBytes + param_bytes) + kActStageBytes);
@@ -156,8 +156,9 @@ struct MainloopLiquidW4A8 {
     auto [M, N, K, L] = append<4>(problem_shape, 1);
     int64_t const row_k = int64_t(K) * args.splits;  // split-K: L = splits slices of K
     bool group_ok = args.group_size == 64 || (args.group_size % kTileK == 0 && row_k % args.group_size == 0);
-    // The fused path computes the scales of one token tile: all tokens must fit in it.
-    bool const act_ok = kQuantizesAct ? N <= kTileN && args.ptr_act_scale != nullptr &&
+    // The fused path quantizes one token tile's whole rows into shared memory: all tokens fit in the tile, all
+    // of K in the buffer, and no K split.
+    bool const act_ok = kQuantizesAct ? N <= kTileN && K <= kFusedMaxK && L == 1 && args.ptr_act_scale != nullptr &&
                                             reinterpret_cast<uintptr_t>(args.ptr_x) % 16 == 0
                                       : reinterpret_cast<uintptr_t>(args.ptr_act) % 16 == 0;
     return M % kTileM == 0 && K % kTileK == 0 && group_ok && N >= 1 && args.splits >= 1 && L == args.splits &&
@@ -189,7 +190,7 @@ struct MainloopLiquidW4A8 {
     if (!cute::elect_one_sync()) {
       return;
     }
-    Tensor sB = make_tensor(make_smem_ptr(tma_destination(shared_tensors)), SmemLayoutX{});
+    Tensor sB = make_tensor(make_smem_ptr(shared_tensors.smem_B.data()), SmemLayoutB{});
     auto [m_coord, n_coord, k_coord, l_coord] = blk_coord;
     Tensor gB = get<1>(load_inputs)(_, _, n_coord, _, l_coord);                     // (BLK_N, BLK_K, k)
     auto block_tma_b = params.tma_load_b.get_slice(0);
@@ -220,7 +221,9 @@ struct MainloopLiquidW4A8 {
             param_stage(shared_tensors, stage) + s * format::kMaxGroupsPerBlock * format::kParamBytesPerGroup,
             params.param_bytes);
       }
-      copy(params.tma_load_b.with(*barrier), tBgB(_, _, _, *k_tile_iter), tBsB(_, _, _, stage));
+      if constexpr (!kQuantizesAct) {
+        copy(params.tma_load_b.with(*barrier), tBgB(_, _, _, *k_tile_iter), tBsB(_, _, _, stage));
+      }
     }
   }
 
@@ -244,21 +247,14 @@ struct MainloopLiquidW4A8 {
     Tensor sB = make_tensor(make_smem_ptr(shared_tensors.smem_B.data()), SmemLayoutB{});
     Tensor tCrB = thread_mma.make_fragment_B(thread_mma.partition_B(sB));          // (MMA, MMA_N, MMA_K, PIPE)
 
-    // Fused path: the token scales once per CTA (its tiles all share the one token tile), while the producer
-    // already streams weights into the ring; then each stage's activations are quantized before its WGMMAs.
-    [[maybe_unused]] int const tokens = params.tokens < kTileN ? params.tokens : kTileN;
-    [[maybe_unused]] auto quantize_stage = [&](int stage) {
-      if constexpr (kQuantizesAct) {
-        Tensor sX = make_tensor(make_smem_ptr(shared_tensors.fused.smem_x.data()), SmemLayoutX{});
-        FusedQuant::quantize_tile(sX(_, _, stage), sB(_, _, stage), shared_tensors.fused.quant, tokens, thread_idx);
-      }
-    };
+    // Fused path: the CTA's tiles all share the one token tile and all of K, so its activations are quantized
+    // once, before the first tile, while the producer already streams weights into the ring.
     if constexpr (kQuantizesAct) {
-      if (!scales_ready_) {
+      if (!act_ready_) {
         arch::wait_for_prior_grids();  // x is the previous kernel's output (PDL)
-        FusedQuant::compute_scales(params.x, params.tokens, int64_t(params.k_blocks) * kTileK, params.act_scale,
-                                   shared_tensors.fused.quant, thread_idx);
-        scales_ready_ = true;
+        FusedQuant::quantize_rows(params.x, params.tokens, int64_t(params.k_blocks) * kTileK, params.act_scale, sB,
+                                  shared_tensors.fused, thread_idx);
+        act_ready_ = true;
       }
     }
 
@@ -303,13 +299,15 @@ struct MainloopLiquidW4A8 {
         }
       }
     };
-    // All k-steps of one stage as one WGMMA batch.
+    // All k-steps of one stage as one WGMMA batch; B is the stage's tile of the ring, or the k-block's tile of the
+    // resident buffer (fused).
+    int k_block = 0;
     auto issue_stage = [&](int stage, auto& frag) {
-      if constexpr (kQuantizesAct) FusedQuant::sync();  // the whole int8 tile is written (and fenced)
+      int const b_tile = kQuantizesAct ? k_block : stage;
       warpgroup_arrive();
       CUTLASS_PRAGMA_UNROLL
       for (int ks = 0; ks < kKSteps; ++ks) {
-        cute::gemm(tiled_mma, frag(_, _, ks), tCrB(_, _, ks, stage), accum);
+        cute::gemm(tiled_mma, frag(_, _, ks), tCrB(_, _, ks, b_tile), accum);
         tiled_mma.accumulate_ = GMMA::ScaleOut::One;
       }
       warpgroup_commit_batch();
@@ -323,7 +321,6 @@ struct MainloopLiquidW4A8 {
     tiled_mma.accumulate_ = GMMA::ScaleOut::Zero;
     warpgroup_fence_operand(accum);
     pipeline.consumer_wait(smem_pipe_read);
-    quantize_stage(smem_pipe_read.index());
     dequant_stage(smem_pipe_read.index(), tCrA0);
 
     auto step = [&](auto& frag_now, auto& frag_next, bool release_previous) {
@@ -337,8 +334,8 @@ struct MainloopLiquidW4A8 {
         return false;
       }
       ++smem_pipe_read;
+      ++k_block;
       pipeline.consumer_wait(smem_pipe_read);
-      quantize_stage(smem_pipe_read.index());
       dequant_stage(smem_pipe_read.index(), frag_next);
       return true;
     };
@@ -359,7 +356,7 @@ struct MainloopLiquidW4A8 {
 
  private:
   bool first_load_ = true;     // per producer thread: the first tile of this CTA starts with the PDL prologue
-  bool scales_ready_ = false;  // per consumer thread (fused path): the token scales are in shared memory
+  bool act_ready_ = false;     // per consumer thread (fused path): the quantized activations are in shared memory
 
   // First group of k-block k_block: groups 2k, 2k+1 with group size 64, else the one group containing the block.
   CUTLASS_DEVICE static int group_of_block(Params const& params, int k_block) {
@@ -387,13 +384,6 @@ struct MainloopLiquidW4A8 {
     arch::allow_dependent_grids();  // the next PDL kernel may prefetch its weights while this one streams
   }
 
-  CUTLASS_DEVICE static ActIn* tma_destination(TensorStorage& s) {
-    if constexpr (kQuantizesAct) {
-      return s.fused.smem_x.data();
-    } else {
-      return s.smem_B.data();
-    }
-  }
   CUTLASS_DEVICE static uint8_t* weight_stage(TensorStorage& s, int stage) {
     return s.smem_weight.data() + stage * kWeightStageBytes;
   }

@@ -48,6 +48,8 @@ template <class OutT_, int TileM, int TileN, int Stages, class Schedule, class S
 struct GemmConfig {
   using OutT = OutT_;
   static constexpr bool kFusedQuant = FusedQuant;
+  static_assert(!FusedQuant || std::is_same_v<Scheduler, SchedulerPersistent>,
+                "fused quantization holds all of K for the CTA's one token tile: no K split");
   static constexpr bool kStreamK = std::is_same_v<Scheduler, SchedulerStreamK>;
   static constexpr bool kSplitK = std::is_same_v<Scheduler, SchedulerSplitK>;
   using KernelOutT = std::conditional_t<kSplitK, int32_t, OutT>;  // split-K GEMMs store int32 partial tiles
@@ -174,8 +176,8 @@ Status run_gemm(GemmArgs const& problem) {
   if (Config::kFusedQuant && problem.m > cute::size<1>(typename Config::TileShape{})) {
     return Status::error("m: a fused-quantization config takes at most tile_n tokens");
   }
-  if (Config::kFusedQuant && problem.m * problem.k >= (int64_t(1) << 31) - 256) {
-    return Status::error("k: a fused-quantization config indexes the m x k activations with 32 bits");
+  if (Config::kFusedQuant && problem.k > Config::Mainloop::kFusedMaxK) {
+    return Status::error("k: too large for this fused-quantization config's activation buffer (see _configs.py)");
   }
   GemmArgs const a = detail::with_split_count<Config>(problem);
   if (Config::kSplitK && a.k % (int64_t(a.splits) * format::kBlockK) != 0) {
