@@ -68,7 +68,7 @@ step_sanitize() {
   local tool
   for tool in memcheck racecheck; do
     timeout -s KILL 240 compute-sanitizer --tool "$tool" --print-limit 20 python3 bench/sanitize_cases.py \
-      >"$OUT/sanitize_$tool.log" 2>&1
+      ${SANITIZE_CONFIGS:-} >"$OUT/sanitize_$tool.log" 2>&1
     echo "$tool: rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|cases passed' "$OUT/sanitize_$tool.log" | tr '\n' ' ')"
   done
 }

@@ -1,6 +1,6 @@
 """A small, representative set of GEMMs to run under compute-sanitizer (memcheck, racecheck).
 
-  compute-sanitizer --tool memcheck python bench/sanitize_cases.py
+  compute-sanitizer --tool memcheck python bench/sanitize_cases.py [CONFIG_ID,...]   # default: every compiled one
 
 Every compiled config runs ragged token counts (partial tiles in the TMA loads and stores), both group sizes and
 a bias, and its result is compared with the CPU reference, so a clean sanitizer run is also a correct one. The
@@ -10,6 +10,8 @@ in distributed shared memory), alone and inside `w4a8_linear`'s one-call path, c
 Problems are tiny: the sanitizer slows kernels down by orders of magnitude.
 """
 from __future__ import annotations
+
+import sys
 
 import torch
 
@@ -41,7 +43,8 @@ def check_fused(config: str, dtype: torch.dtype, m: int, n: int, k: int, group: 
 def main() -> None:
     torch.manual_seed(0)
     passed = 0
-    for config in _native.configs():
+    configs = sys.argv[1].split(",") if len(sys.argv) > 1 else _native.configs()
+    for config in configs:
         out_dtype = {"bf16": torch.bfloat16, "f16": torch.float16, "s32": torch.int32}[config.split("_")[2]]
         fused = TileConfig.parse(config)
         for m, n, k, group in CASES:
@@ -78,7 +81,7 @@ def main() -> None:
         if not torch.allclose(got.float(), want.float(), rtol=1e-2, atol=1e-2):
             raise SystemExit(f"MISMATCH w4a8_linear m={m} k={k}")
         passed += 1
-    print(f"{passed} cases passed on {len(_native.configs())} configs and the activation quantizer")
+    print(f"{passed} cases passed on {len(configs)} configs and the activation quantizer")
 
 
 if __name__ == "__main__":

@@ -121,6 +121,7 @@ def test_kernel_on_extreme_values(group):
     x[:, 1::2] = -3.0
     x[0] = 3.0                           # one row of constant sign: the largest accumulators
     check(m, n, k, group, torch.bfloat16, "cuda", x=x, w=w)
+    check(8, n, k, group, torch.bfloat16, "cuda", x=x[:8], w=w)  # 8 tokens: the fused-quantization configs too
 
 
 @pytest.mark.gpu
