@@ -279,3 +279,16 @@ def test_forcing_a_fused_config_is_checked(build):
     assert dispatch.check_config(fq8, "bf16", linear_shape=(8, 8192)) == fq8
     plain = ids(tile_n=8, scheduler="persist", fused_quant=False)[0]
     assert dispatch.check_config(plain, "bf16", linear_shape=(1000, 28672)) == plain
+
+
+def test_fused_quantization_can_be_switched_off(build, monkeypatch):
+    build(ALL_IDS)
+    assert tile(dispatch.select_linear_config(1, 6144, 4096, 128, "bf16")).fused_quant
+    monkeypatch.setenv(dispatch.FUSED_QUANT_ENV, "0")
+    dispatch.clear_caches()
+    assert dispatch.select_linear_config(1, 6144, 4096, 128, "bf16") == \
+        dispatch.select_config(1, 6144, 4096, 128, "bf16")
+    monkeypatch.setenv(dispatch.FUSED_QUANT_ENV, "yes")
+    dispatch.clear_caches()
+    with pytest.raises(ValueError, match="LIQUIDGEMM_FUSED_QUANT must be 0 or 1"):
+        dispatch.select_linear_config(1, 6144, 4096, 128, "bf16")

@@ -22,6 +22,7 @@ import dataclasses
 import functools
 import json
 import math
+import os
 import warnings
 from importlib import resources
 from pathlib import Path
@@ -218,11 +219,21 @@ def select_config(m: int, n: int, k: int, group_size: int, out_dtype) -> str:
 # gate_up (K = 8192) 1.00x at M = 1.
 FUSED_MAX_M = 2
 FUSED_MAX_ELEMS = 8192
+FUSED_QUANT_ENV = "LIQUIDGEMM_FUSED_QUANT"  # "0": w4a8_linear never picks a fused config, "1": by the rule
+
+
+@functools.cache
+def _fused_quant_enabled() -> bool:
+    value = os.environ.get(FUSED_QUANT_ENV, "1").strip()
+    if value not in ("0", "1"):
+        raise ValueError(f"{FUSED_QUANT_ENV} must be 0 or 1, got {value!r}")
+    return value == "1"
 
 
 def uses_fused_quant(m: int, k: int) -> bool:
-    """Whether the problem is small enough for w4a8_linear to quantize inside a persistent GEMM (H100 rule)."""
-    return m <= FUSED_MAX_M and m * k <= FUSED_MAX_ELEMS
+    """Whether the problem is small enough for w4a8_linear to quantize inside a persistent GEMM (H100 rule), and
+    fused quantization is not switched off with LIQUIDGEMM_FUSED_QUANT=0."""
+    return _fused_quant_enabled() and m <= FUSED_MAX_M and m * k <= FUSED_MAX_ELEMS
 
 
 @functools.cache
@@ -251,5 +262,5 @@ def select_linear_config(m: int, n: int, k: int, group_size: int, out_dtype) -> 
 def clear_caches() -> None:
     """Forget memoised choices, compiled configs, the tuning cache and the heuristic table (tests, re-tuning)."""
     for cached in (select_config, select_linear_config, heuristic_config, heuristic_table, _tuned, _resolve,
-                   _fused_counterpart, _compiled_ids, _compiled):
+                   _fused_counterpart, _fused_quant_enabled, _compiled_ids, _compiled):
         cached.cache_clear()
