@@ -242,7 +242,8 @@ def test_gemm_dispatch_never_picks_a_fused_config(build):
     assert dispatch.list_configs("bf16", fused_quant=True) == ids(fused_quant=True)
 
 
-def test_linear_dispatch_follows_the_fused_rule(build):
+def test_linear_dispatch_follows_the_fused_rule(build, monkeypatch):
+    monkeypatch.setenv(dispatch.FUSED_QUANT_ENV, "1")
     build(ALL_IDS)
     fused_somewhere = False
     for n, k in PRESET_NKS:
@@ -258,7 +259,7 @@ def test_linear_dispatch_follows_the_fused_rule(build):
                 assert not (dispatch.uses_fused_quant(m, k) and gemm.scheduler == "persist" and gemm.tile_n >= m
                             and k <= fused_max_k(gemm.tile_n)), (m, n, k)
     assert fused_somewhere
-    assert dispatch.uses_fused_quant(1, 4096) and not dispatch.uses_fused_quant(65, 128)
+    assert dispatch.uses_fused_quant(1, 4096) and not dispatch.uses_fused_quant(3, 128)
 
 
 def test_linear_dispatch_without_fused_configs_runs_two_kernels(build):
@@ -281,13 +282,14 @@ def test_forcing_a_fused_config_is_checked(build):
     assert dispatch.check_config(plain, "bf16", linear_shape=(1000, 28672)) == plain
 
 
-def test_fused_quantization_can_be_switched_off(build, monkeypatch):
+def test_fused_quantization_is_off_unless_switched_on(build, monkeypatch):
+    monkeypatch.delenv(dispatch.FUSED_QUANT_ENV, raising=False)
     build(ALL_IDS)
-    assert tile(dispatch.select_linear_config(1, 6144, 4096, 128, "bf16")).fused_quant
-    monkeypatch.setenv(dispatch.FUSED_QUANT_ENV, "0")
-    dispatch.clear_caches()
     assert dispatch.select_linear_config(1, 6144, 4096, 128, "bf16") == \
         dispatch.select_config(1, 6144, 4096, 128, "bf16")
+    monkeypatch.setenv(dispatch.FUSED_QUANT_ENV, "1")
+    dispatch.clear_caches()
+    assert tile(dispatch.select_linear_config(1, 6144, 4096, 128, "bf16")).fused_quant
     monkeypatch.setenv(dispatch.FUSED_QUANT_ENV, "yes")
     dispatch.clear_caches()
     with pytest.raises(ValueError, match="LIQUIDGEMM_FUSED_QUANT must be 0 or 1"):

@@ -214,25 +214,28 @@ def select_config(m: int, n: int, k: int, group_size: int, out_dtype) -> str:
 # fused config is persistent (each CTA holds its tokens' whole quantized rows), so it can only replace a persistent
 # GEMM choice: where the heuristic splits K to fill the SMs, one kernel with fewer CTAs would lose more than the
 # separate quantize kernel costs. Its prologue (scales, then codes of m rows of K, read from L2 by every CTA) runs
-# before the first WGMMA; measured, it is hidden behind the first weights only for the smallest problems: Llama-3-8B
-# qkv / gate_up 1.13-1.16x faster than quantize + GEMM at M = 1, 1.09-1.13x at M = 2, 0.98-0.99x at M = 4; 70B
-# gate_up (K = 8192) 1.00x at M = 1.
+# before the first WGMMA; timed alone, it is hidden behind the first weights only for the smallest problems:
+# Llama-3-8B qkv / gate_up 1.15-1.19x faster than quantize + GEMM at M = 1, 1.10-1.13x at M = 2, 0.99-1.00x at
+# M = 4; 70B gate_up (K = 8192) 1.00x at M = 1.
+# It is OFF by default: inside a model the two-kernel path overlaps the quantizer with the GEMM's launch and
+# weight prefetch (PDL), which the fused prologue cannot, and the full 32-layer Llama-3-8B decode at batch 1 ran
+# 241.8 tok/s with it vs 269.6 without (H100, same run: bench/results/h100/e2e_llama_fused_ab.json).
 FUSED_MAX_M = 2
 FUSED_MAX_ELEMS = 8192
-FUSED_QUANT_ENV = "LIQUIDGEMM_FUSED_QUANT"  # "0": w4a8_linear never picks a fused config, "1": by the rule
+FUSED_QUANT_ENV = "LIQUIDGEMM_FUSED_QUANT"  # "1": w4a8_linear uses the rule above; "0" (default): never fused
 
 
 @functools.cache
 def _fused_quant_enabled() -> bool:
-    value = os.environ.get(FUSED_QUANT_ENV, "1").strip()
+    value = os.environ.get(FUSED_QUANT_ENV, "0").strip()
     if value not in ("0", "1"):
         raise ValueError(f"{FUSED_QUANT_ENV} must be 0 or 1, got {value!r}")
     return value == "1"
 
 
 def uses_fused_quant(m: int, k: int) -> bool:
-    """Whether the problem is small enough for w4a8_linear to quantize inside a persistent GEMM (H100 rule), and
-    fused quantization is not switched off with LIQUIDGEMM_FUSED_QUANT=0."""
+    """Whether w4a8_linear quantizes inside a persistent GEMM: fused quantization switched on with
+    LIQUIDGEMM_FUSED_QUANT=1 and the problem small enough (the H100 rule above)."""
     return _fused_quant_enabled() and m <= FUSED_MAX_M and m * k <= FUSED_MAX_ELEMS
 
 
