@@ -147,7 +147,7 @@ struct MainloopLiquidW4A8 {
     int param_bytes = groups_per_block(args.group_size) * format::kParamBytesPerGroup;
     uint32_t tx = uint32_t(kSlices * (format::kChunkBytes + param_bytes) + kActStageBytes);
     int const row_k = int(K) * args.splits;
-    return {tma_b,      args.ptr_weight, args.ptr_params, row_k / kTileK, int(K) / kTileK, row_k / args.group_size,
+    return {tma_b, args.ptr_weight, args.ptr_params, row_k / kTileK, int(K) / kTileK, row_k / args.group_size,
             args.group_size, param_bytes, tx, args.ptr_x, int(N), args.ptr_act_scale};
   }
 
