@@ -7,9 +7,10 @@
 and then maps the choice onto a config compiled into this build (same tile with other scheduler or stages,
 else the nearest tile_n, else any config of that output dtype), so it never returns an id the build lacks.
 
-`select_linear_config` (what `w4a8_linear` runs) takes that choice, or at decode sizes its fused-quantization
-counterpart (a `_fq` config: the GEMM quantizes the activations itself, one kernel instead of two) where the
-H100 measurements (`bench/results/h100/fused_decode.json`) found the fused kernel faster: see `FUSED_MAX_M`.
+`select_linear_config` (what `w4a8_linear` runs) takes that choice, or, when LIQUIDGEMM_FUSED_QUANT=1 switches
+it on, at decode sizes its fused-quantization counterpart (a `_fq` config: the GEMM quantizes the activations
+itself, one kernel instead of two) where the H100 measurements (`bench/results/h100/fused_decode.json`) found the
+fused kernel faster alone: see `FUSED_MAX_M`.
 
 It is memoised and a pure function of its arguments plus the files above, so repeated calls cost well under a
 microsecond and are safe inside CUDA-graph capture (no device work, no allocation). Call `clear_caches()` after
@@ -244,9 +245,11 @@ def _fused_counterpart(config_id: str, m: int, k: int) -> str | None:
     """The compiled fused-quantization config closest to the persistent `config_id` that takes m tokens and K = k,
     or None."""
     chosen = TileConfig.parse(config_id)
+    if chosen.scheduler != "persist":
+        return None
     candidates = [c for c in _compiled() if c.fused_quant and c.out == chosen.out and c.tile_n >= m
                   and k <= fused_max_k(c.tile_n)]
-    if chosen.scheduler != "persist" or not candidates:
+    if not candidates:
         return None
     return min(candidates, key=lambda c: (abs(math.log2(c.tile_n / chosen.tile_n)), c.tile_n < chosen.tile_n,
                                           abs(c.stages - chosen.stages), c.id)).id

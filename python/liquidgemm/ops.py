@@ -200,13 +200,16 @@ def _check_linear(x, packed, s1, bias, n: int, k: int) -> None:
     _check_device_ready(x)
 
 
-def _check_config(config, out_dtype, linear_shape: tuple[int, int] | None = None) -> str:
+def _check_config(config, out_dtype, linear_x: torch.Tensor | None = None) -> str:
+    """`config` ("" for none) checked for `out_dtype`; `linear_x`: the activations of a w4a8_linear call, whose
+    (m, k) a forced fused-quantization config must take (read only when a config is forced: this is the hot path)."""
     if config is None or config == "":
         return ""
     if not isinstance(config, str):
         raise TypeError(f"config: expected a config id string or None, got {type(config).__name__}")
     from . import dispatch
 
+    linear_shape = None if linear_x is None else (linear_x.numel() // linear_x.shape[-1], linear_x.shape[-1])
     dispatch.check_config(config, out_dtype, linear_shape=linear_shape)
     return config
 
@@ -257,7 +260,7 @@ def w4a8_linear(x: torch.Tensor, qw: QuantizedWeight, bias=None, config=None) ->
     if not isinstance(qw, QuantizedWeight):
         raise TypeError(f"qw: expected a liquidgemm.QuantizedWeight, got {type(qw).__name__}")
     _check_linear(x, qw.packed, qw.s1, bias, qw.out_features, qw.in_features)
-    config = _check_config(config, x.dtype, linear_shape=(x.numel() // x.shape[-1], x.shape[-1]))
+    config = _check_config(config, x.dtype, linear_x=x)
     linear = _linear_cuda if _eager_cuda(x) else _linear_op
     return linear(x, qw.packed, qw.params, qw.s1, bias, qw.group_size, config)
 

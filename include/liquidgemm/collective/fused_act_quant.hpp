@@ -18,8 +18,9 @@
 
 namespace liquidgemm::collective {
 
-// T: the activations' type (cutlass::bfloat16_t or cutlass::half_t); kThreads: the consumer threads that share one activation tile (all of them
-// run both functions, which synchronise on a named barrier); kMaxTokens: the token tile (WGMMA N).
+// T: the activations' type (cutlass::bfloat16_t or cutlass::half_t); kThreads: the consumer threads that share one
+// activation buffer (all of them run these functions, which synchronise on a named barrier); kMaxTokens: the token
+// tile (WGMMA N).
 template <class T, int kThreads, int kMaxTokens>
 struct FusedActQuant {
   static_assert(std::is_same_v<T, cutlass::bfloat16_t> || std::is_same_v<T, cutlass::half_t>,
@@ -35,22 +36,15 @@ struct FusedActQuant {
 
   CUTLASS_DEVICE static void sync() { cutlass::arch::NamedBarrier::arrive_and_wait(kThreads, kBarrier); }
 
-  // Scales of token rows [0, tokens) of x [tokens, row_k] (row-major, 16-byte aligned, row_k % 16 == 0) into
-  // shared memory and into act_scale (the epilogue's per-token broadcast reads them there). Every CTA computes the
-  // same scales, so the concurrent global writes of different CTAs all store the same bits.
-  CUTLASS_DEVICE static void compute_scales(T const* x, int tokens, int64_t row_k, float* act_scale,
-                                            SharedStorage& smem, int thread) {
-    using act_quant::Unit;
-    if (thread < kMaxTokens) smem.amax_bits[thread] = 0;
-    sync();
+  // Calls visit(i, unit, valid) for every 32-byte unit i < total of x (rows contiguous, so unit i of a row of
+  // `units` units is in row i / units), kBatch loads in flight per thread. The trip count is warp-uniform (every
+  // lane calls visit; `valid` says whether unit i exists), so visit may use warp collectives.
+  template <class Visit>
+  CUTLASS_DEVICE static void for_each_unit(T const* x, int total, int thread, Visit&& visit) {
+    act_quant::Unit const* in = reinterpret_cast<act_quant::Unit const*>(x);
     int const lane = thread % 32;
-    // 32-bit indices (kernel/w4a8_gemm.hpp bounds m * k): rows are contiguous, so unit i is in row i / units.
-    int const units = int(row_k / act_quant::kUnitElems);
-    int const total = tokens * units;
-    Unit const* in = reinterpret_cast<Unit const*>(x);
-    // Warp-uniform trip count (base is the warp's first unit), so the shuffles below see the whole warp.
     for (int base = thread - lane; base < total; base += kThreads * kBatch) {
-      Unit unit[kBatch];
+      act_quant::Unit unit[kBatch];
       CUTLASS_PRAGMA_UNROLL
       for (int b = 0; b < kBatch; ++b) {
         int const i = base + b * kThreads + lane;
@@ -59,20 +53,31 @@ struct FusedActQuant {
       CUTLASS_PRAGMA_UNROLL
       for (int b = 0; b < kBatch; ++b) {
         int const i = base + b * kThreads + lane;
-        int const row = i < total ? i / units : -1;
-        float amax = i < total ? act_quant::unit_amax<CudaT>(unit[b]) : 0.f;
-        int const row0 = __shfl_sync(0xffffffffu, row, 0);
-        if (__all_sync(0xffffffffu, row == row0)) {  // the usual case: the warp's 32 units are in one row
-          CUTLASS_PRAGMA_UNROLL
-          for (int offset = 16; offset > 0; offset /= 2) {
-            amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, offset));
-          }
-          if (lane == 0 && row0 >= 0) atomicMax(&smem.amax_bits[row0], __float_as_uint(amax));
-        } else if (row >= 0) {
-          atomicMax(&smem.amax_bits[row], __float_as_uint(amax));
-        }
+        visit(i, unit[b], i < total);
       }
     }
+  }
+
+  // Scales of token rows [0, tokens) of x [tokens, row_k] (row-major, 16-byte aligned, row_k % 16 == 0) into
+  // shared memory and into act_scale (the epilogue's per-token broadcast reads them there). Every CTA computes the
+  // same scales, so the concurrent global writes of different CTAs all store the same bits.
+  CUTLASS_DEVICE static void compute_scales(T const* x, int tokens, int64_t row_k, float* act_scale,
+                                            SharedStorage& smem, int thread) {
+    if (thread < kMaxTokens) smem.amax_bits[thread] = 0;
+    sync();
+    // 32-bit indices: run_gemm bounds tokens by the tile and row_k by kFusedMaxK.
+    int const units = int(row_k / act_quant::kUnitElems);
+    for_each_unit(x, tokens * units, thread, [&](int i, act_quant::Unit const& unit, bool valid) {
+      int const row = valid ? i / units : -1;
+      float const amax = valid ? act_quant::unit_amax<CudaT>(unit) : 0.f;
+      int const row0 = __shfl_sync(0xffffffffu, row, 0);
+      if (__all_sync(0xffffffffu, row == row0)) {  // the usual case: the warp's 32 units are in one row
+        float const warp_amax = act_quant::row_max<32>(amax);
+        if (thread % 32 == 0 && row0 >= 0) atomicMax(&smem.amax_bits[row0], __float_as_uint(warp_amax));
+      } else if (row >= 0) {
+        atomicMax(&smem.amax_bits[row], __float_as_uint(amax));
+      }
+    });
     sync();
     if (thread < kMaxTokens) {
       float const amax = __uint_as_float(smem.amax_bits[thread]);
@@ -90,32 +95,20 @@ struct FusedActQuant {
   template <class SmemQ>
   CUTLASS_DEVICE static void quantize_rows(T const* x, int tokens, int64_t row_k, float* act_scale, SmemQ&& sq,
                                            SharedStorage& smem, int thread) {
-    using act_quant::Unit;
     constexpr int kTileK = decltype(cute::size<1>(sq))::value;
     compute_scales(x, tokens, row_k, act_scale, smem, thread);  // ends with sync(): smem.scale is complete
     int const units = int(row_k / act_quant::kUnitElems);
-    int const total = tokens * units;
-    Unit const* in = reinterpret_cast<Unit const*>(x);
-    for (int base = thread; base < total; base += kThreads * kBatch) {  // rereads x: L2 hits after the scan
-      Unit unit[kBatch];
-      CUTLASS_PRAGMA_UNROLL
-      for (int b = 0; b < kBatch; ++b) {
-        if (base + b * kThreads < total) unit[b] = in[base + b * kThreads];
-      }
-      CUTLASS_PRAGMA_UNROLL
-      for (int b = 0; b < kBatch; ++b) {
-        int const i = base + b * kThreads;
-        if (i < total) {
-          int const row = i / units;
-          int const k = (i % units) * act_quant::kUnitElems;
-          uint4 const q = act_quant::quantize_unit<CudaT>(unit[b], smem.scale[row]);
-          // Explicit shared-memory store: through the swizzle arithmetic the compiler loses the address space.
-          asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};" ::"r"(
-                           cute::cast_smem_ptr_to_uint(&sq(row, k % kTileK, k / kTileK))),
-                       "r"(q.x), "r"(q.y), "r"(q.z), "r"(q.w));
-        }
-      }
-    }
+    // Rereads x: L2 hits after the scan.
+    for_each_unit(x, tokens * units, thread, [&](int i, act_quant::Unit const& unit, bool valid) {
+      if (!valid) return;
+      int const row = i / units;
+      int const k = (i % units) * act_quant::kUnitElems;
+      uint4 const q = act_quant::quantize_unit<CudaT>(unit, smem.scale[row]);
+      // Explicit shared-memory store: through the swizzle arithmetic the compiler loses the address space.
+      asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};" ::"r"(
+                       cute::cast_smem_ptr_to_uint(&sq(row, k % kTileK, k / kTileK))),
+                   "r"(q.x), "r"(q.y), "r"(q.z), "r"(q.w));
+    });
     cutlass::arch::fence_view_async_shared();
     sync();
   }

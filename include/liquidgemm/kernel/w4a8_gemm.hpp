@@ -125,7 +125,7 @@ typename Config::Gemm::Arguments make_arguments(GemmArgs const& a) {
   typename Gemm::Arguments args{};
   args.mode = cutlass::gemm::GemmUniversalMode::kGemm;
   args.problem_shape = {int(a.n), int(a.m), int(split_k), splits};  // kernel view: M = channels, N = tokens
-  args.mainloop = {a.weight,  a.params, a.act, static_cast<typename Config::Mainloop::ActIn const*>(a.x),
+  args.mainloop = {a.weight, a.params, a.act, static_cast<typename Config::Mainloop::ActIn const*>(a.x),
                    a.act_scale, stride_act, a.group_size, splits};
   args.epilogue.thread = Config::Fusion::arguments(a.act_scale, a.s1, a.bias);
   args.epilogue.ptr_D = static_cast<typename Config::KernelOutT*>(Config::kSplitK ? a.workspace : a.out);
