@@ -34,6 +34,26 @@ def test_forward_equals_reference(group_size):
     assert torch.equal(y, reference_linear(x, linear.weight, linear.bias, group_size))
 
 
+def test_forced_config_is_checked(monkeypatch):
+    """A config forced on the module is checked like w4a8_linear's: right dtype, and what a fused config takes."""
+    from liquidgemm import dispatch
+    from liquidgemm._configs import CONFIGS
+
+    monkeypatch.setattr(dispatch._native, "is_available", lambda: False)  # every defined config counts as compiled
+    dispatch.clear_caches()
+    linear = make_linear()
+    module = W4A8Linear.from_linear(linear)
+    x = torch.randn(9, 384).to(torch.bfloat16)
+    module.config = next(c.id for c in CONFIGS if c.out == "f16" and not c.fused_quant)
+    with pytest.raises(ValueError, match="not a compiled config for out_dtype bf16"):
+        module(x)
+    module.config = next(c.id for c in CONFIGS if c.out == "bf16" and c.fused_quant and c.tile_n == 8)
+    with pytest.raises(ValueError, match="at most tile_n = 8 tokens"):
+        module(x)
+    assert torch.equal(module(x[:8]), reference_linear(x[:8], linear.weight, linear.bias))
+    dispatch.clear_caches()
+
+
 def test_forward_fp32_model_computes_in_bf16():
     linear = make_linear(dtype=torch.float32)
     module = W4A8Linear.from_linear(linear)

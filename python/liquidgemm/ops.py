@@ -267,9 +267,10 @@ def w4a8_linear(x: torch.Tensor, qw: QuantizedWeight, bias=None, config=None) ->
 
 def linear_from_buffers(x, packed, params, s1, bias, group_size: int, config: str = "") -> torch.Tensor:
     """:func:`w4a8_linear` on the raw buffers of a weight whose layout is already known to be valid
-    (``nn.W4A8Linear`` holds them as module buffers); checks only ``x`` and ``bias``."""
+    (``nn.W4A8Linear`` holds them as module buffers); checks only ``x``, ``bias`` and a forced ``config``."""
     n, k = s1.shape[0], packed.shape[1] * CHUNK_COLS
     _check_linear(x, packed, s1, bias, n, k)
+    config = _check_config(config, x.dtype, linear_x=x)  # a forced config must write x's dtype and take (m, k)
     linear = _linear_cuda if _eager_cuda(x) else _linear_op
     return linear(x, packed, params, s1, bias, group_size, config)
 
