@@ -26,6 +26,9 @@ __global__ void __launch_bounds__(kReduceThreads)
                 "split-K outputs are bf16 or fp16");
   // The output cast of the unsplit epilogue (Sm90Compute with round_to_nearest), so both paths round alike.
   cutlass::NumericConverter<OutT, float, cutlass::FloatRoundStyle::round_to_nearest> const round_to_out;
+  // The next PDL kernel (the next layer's GEMM) may start its prologue and weight prefetch now instead of after
+  // this grid's last block exits: 1-2 us per split-K decode GEMM on H100 (bench/NOTES.md).
+  arch::allow_dependent_grids();
   arch::wait_for_prior_grids();  // launched with PDL behind the split GEMM: its partials are complete after this
   int64_t const first = (int64_t(blockIdx.x) * kReduceThreads + threadIdx.x) * kReduceVector;
   int64_t const slice_elems = m * n;
