@@ -23,7 +23,8 @@ def only(out: str, tile_n: int = 64, scheduler: str = "persist", fused_quant: bo
 BF16_64 = only("bf16").id
 S32_64 = only("s32").id
 FQ_8 = only("bf16", 8, fused_quant=True).id
-CI_IDS = [BF16_64, S32_64, FQ_8]
+SPLITK_8 = only("bf16", 8, "splitk").id
+CI_IDS = [BF16_64, S32_64, FQ_8, SPLITK_8]
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.id)
@@ -154,7 +155,7 @@ def test_emit_writes_one_tu_per_config_and_the_list(tmp_path):
 
     rows = [line for line in (tmp_path / "kernel_list.inc").read_text().splitlines() if not line.startswith("//")]
     assert rows == [f"LIQUIDGEMM_KERNEL({BF16_64}, false)", f"LIQUIDGEMM_KERNEL({S32_64}, false)",
-                    f"LIQUIDGEMM_KERNEL({FQ_8}, true)"]
+                    f"LIQUIDGEMM_KERNEL({FQ_8}, true)", f"LIQUIDGEMM_KERNEL({SPLITK_8}, false)"]
 
 
 def test_emit_maps_every_field(tmp_path):

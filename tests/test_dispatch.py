@@ -285,12 +285,12 @@ def test_forcing_a_fused_config_is_checked(build):
 def test_fused_quantization_is_off_unless_switched_on(build, monkeypatch):
     monkeypatch.delenv(dispatch.FUSED_QUANT_ENV, raising=False)
     build(ALL_IDS)
-    assert dispatch.select_linear_config(1, 6144, 4096, 128, "bf16") == \
-        dispatch.select_config(1, 6144, 4096, 128, "bf16")
+    assert dispatch.select_linear_config(1, 28672, 4096, 128, "bf16") == \
+        dispatch.select_config(1, 28672, 4096, 128, "bf16")
     monkeypatch.setenv(dispatch.FUSED_QUANT_ENV, "1")
     dispatch.clear_caches()
-    assert tile(dispatch.select_linear_config(1, 6144, 4096, 128, "bf16")).fused_quant
+    assert tile(dispatch.select_linear_config(1, 28672, 4096, 128, "bf16")).fused_quant
     monkeypatch.setenv(dispatch.FUSED_QUANT_ENV, "yes")
     dispatch.clear_caches()
     with pytest.raises(ValueError, match="LIQUIDGEMM_FUSED_QUANT must be 0 or 1"):
-        dispatch.select_linear_config(1, 6144, 4096, 128, "bf16")
+        dispatch.select_linear_config(1, 28672, 4096, 128, "bf16")

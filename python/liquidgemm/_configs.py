@@ -136,10 +136,10 @@ CONFIGS: list[TileConfig] = [
     for tile_n in (8, 16)
 ] + [_coop("s32", 64, "persist")]  # raw int32 accumulators: the exact debug path
 
-# What CI compiles on a 2-core machine: one production config, the int32 debug config and one fused-quantization
-# config (the mainloop's other activation path).
+# What CI compiles on a 2-core machine: one production config, the int32 debug config, one fused-quantization
+# config (the mainloop's other activation path) and one split-K config (int32 partials + the reduce kernel).
 CI_CONFIGS: list[TileConfig] = [_coop("bf16", 64, "persist"), _coop("s32", 64, "persist"),
-                                _coop("bf16", 8, "persist", fused_quant=True)]
+                                _coop("bf16", 8, "persist", fused_quant=True), _coop("bf16", 8, "splitk")]
 
 
 def select(selection: str) -> list[TileConfig]:
