@@ -64,3 +64,16 @@ def skip_unless_compiled(out_dtype) -> None:
 
     if not dispatch.list_configs(out_dtype):
         pytest.skip(f"this build has no config writing {out_dtype} (LIQUIDGEMM_CONFIGS subset)")
+
+
+def capture_graph(fn):
+    """(graph, output) of `fn()` captured in a CUDA graph after one warm-up call on a side stream, as capture needs."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        output = fn()
+    return graph, output

@@ -3,7 +3,7 @@ torch.compile, CUDA graphs, streams."""
 import pytest
 import torch
 
-from conftest import skip_unless_compiled
+from conftest import capture_graph, skip_unless_compiled
 from liquidgemm import ops
 from liquidgemm.quantize import quantize_act_reference, quantize_weight
 from liquidgemm.reference import w4a8_gemm_reference, w4a8_gemm_reference_int32
@@ -222,14 +222,7 @@ def test_cuda_graph_capture_replay(fused):
     qw, b = qw.cuda(), b.cuda()
     static_x = x.cuda()
     ops.w4a8_linear(static_x, qw, bias=b, config=config)  # warm up: load the module, pick the config
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        ops.w4a8_linear(static_x, qw, bias=b, config=config)
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        static_y = ops.w4a8_linear(static_x, qw, bias=b, config=config)
+    graph, static_y = capture_graph(lambda: ops.w4a8_linear(static_x, qw, bias=b, config=config))
     for seed in (1, 2):
         new_x = torch.randn(static_x.shape, generator=torch.Generator().manual_seed(seed)).to(static_x.dtype)
         static_x.copy_(new_x.cuda())

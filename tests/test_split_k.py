@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import capture_graph
 from liquidgemm import ops
 from liquidgemm.quantize import quantize_act_reference, quantize_weight
 from liquidgemm.reference import w4a8_gemm_reference
@@ -56,14 +57,7 @@ def test_split_k_with_bias_graph_replays_and_two_streams():
     x, qw, bias = x.cuda(), qw.cuda(), bias.cuda()
     for config in configs:
         assert torch.equal(ops.w4a8_linear(x, qw, bias=bias, config=config).cpu(), want), config
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            ops.w4a8_linear(x, qw, bias=bias, config=config)
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            static_y = ops.w4a8_linear(x, qw, bias=bias, config=config)
+        graph, static_y = capture_graph(lambda config=config: ops.w4a8_linear(x, qw, bias=bias, config=config))
         for _ in range(3):
             static_y.fill_(0)
             graph.replay()
