@@ -14,7 +14,6 @@ Writes <out>/fused_decode.{json,md,png}.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -58,7 +57,7 @@ def time_layer(layer: shapes.LayerShape, ms: list[int], dtype: torch.dtype, grou
         def make(i):
             if i == 0:
                 return (x, qw)
-            return (x, dataclasses.replace(qw, packed=qw.packed.clone(), params=qw.params.clone(), s1=qw.s1.clone()))
+            return (x, timing.clone_tensors(qw))
         return make
 
     rows = []

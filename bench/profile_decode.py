@@ -10,7 +10,6 @@ replays with weights rotated past L2 (liquidgemm.timing), printed as one line pe
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import itertools
 
 import torch
@@ -76,8 +75,7 @@ def profile_shape(args, n: int, k: int, ms: list[int], configs: list[str], hbm: 
                 def operands(i, x_q=x_q, x_scale=x_scale):
                     if i == 0:
                         return (x_q, x_scale, qw)
-                    return (x_q, x_scale, dataclasses.replace(qw, packed=qw.packed.clone(),
-                                                              params=qw.params.clone(), s1=qw.s1.clone()))
+                    return (x_q, x_scale, timing.clone_tensors(qw))
 
                 t = timing.time_op(operands, run, bytes_per_call=weight_bytes)
                 floor_us = weight_bytes / hbm * 1e6

@@ -113,6 +113,10 @@ class Plan:
         fits = [c for c in self.configs if min(m, 256) / 4 <= TileConfig.parse(c).tile_n <= max(16, 4 * m)]
         return fits or self.configs
 
+    def measurement_count(self) -> int:
+        """(problem, M, config) triples the run times."""
+        return len(self.problems) * sum(len(self.configs_for(m)) for m in self.ms)
+
 
 def _parse_ms(text: str) -> list[int]:
     try:
@@ -177,7 +181,7 @@ def print_dry_run(plan: Plan, cache: Path | None) -> None:
     for layer, reason in plan.skipped:
         print(f"skipped {layer}: {reason}")
     points = len(plan.problems) * len(plan.ms)
-    measurements = len(plan.problems) * sum(len(plan.configs_for(m)) for m in plan.ms)
+    measurements = plan.measurement_count()
     print(f"{points} points, {measurements} measurements (out {plan.out}); would write {cache or NO_CACHE_PATH}")
 
 
@@ -254,7 +258,7 @@ def measure(plan: Plan, repeats: int, ui, progress, on_problem_done) -> list[Res
 
     torch_out = _torch_dtype(plan.out)
     results: list[Result] = []
-    task = progress.add_task("tuning", total=len(plan.problems) * sum(len(plan.configs_for(m)) for m in plan.ms))
+    task = progress.add_task("tuning", total=plan.measurement_count())
     for problem in plan.problems:
         progress.update(task, description=f"{problem.label}: checking against the reference")
         qw = random_quantized_weight(problem, torch_out)  # one weight for every M of this shape
