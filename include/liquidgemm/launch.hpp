@@ -25,7 +25,8 @@ struct GemmArgs {
   int64_t m = 0, n = 0, k = 0;
   int group_size = 128;                 // 64, or a multiple of 128 that divides k (k = per-channel)
   int splits = 0;                       // stream-K configs: 0 = CUTLASS's stream-K heuristic, s >= 1 = split-K
-                                        // into s slices of k; other configs: must be 0
+                                        // into s slices of k; split-K configs: 0 = the cost model's count
+                                        // (kernel/w4a8_gemm.hpp), s >= 1 = s slices; other configs: must be 0
   cudaStream_t stream = nullptr;
   bool pdl = true;                      // programmatic dependent launch: overlap this kernel's prologue and weight
                                         // prefetch with the previous kernel in the stream

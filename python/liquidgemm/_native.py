@@ -75,7 +75,8 @@ _raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
 def gemm(config: str, x_q, x_scale, packed, params, s1, bias, out, workspace, group_size: int,
          splits: int = 0) -> None:
     """out[M, N] = (x_q · w1'ᵀ) · x_scale[:, None] · s1 (+ bias) with config `config`, on torch's current stream.
-    splits: stream-K configs only; 0 = stream-K heuristic, s >= 1 = split-K into s slices of K."""
+    splits: stream-K and split-K configs only; 0 = the config's own choice (stream-K heuristic, split-K cost
+    model), s >= 1 = s slices of K."""
     m, k = x_q.shape
     n = out.shape[1]
     assert x_q.is_cuda and out.shape[0] == m, "ops.py validates before calling _native.gemm"
