@@ -65,6 +65,11 @@ def _linear_cpu(x, packed, params, s1, bias, group_size, config=""):
 
 
 # ---- CUDA: the native kernels ---------------------------------------------------------------------------
+def _fp32(bias):
+    """The epilogue reads an fp32 bias (None stays None)."""
+    return bias if bias is None or bias.dtype == torch.float32 else bias.float()
+
+
 def _quantize_act_cuda(x):
     from . import _native
 
@@ -85,8 +90,7 @@ def _gemm_cuda(x_q, x_scale, packed, params, s1, bias, group_size, out_dtype, co
         x_q = x_q.contiguous()
     if not config:
         config = dispatch.select_config(m, n, k, group_size, out_dtype)  # memoised: safe under graph capture
-    if bias is not None and bias.dtype != torch.float32:
-        bias = bias.float()  # the epilogue reads fp32 bias
+    bias = _fp32(bias)
     out = torch.empty((m, n), dtype=out_dtype, device=x_q.device)
     workspace_bytes = _native.gemm_workspace_size(config, m, n, k, group_size)  # 0 for most configs
     workspace = torch.empty(workspace_bytes, dtype=torch.uint8, device=x_q.device) if workspace_bytes else None
@@ -104,8 +108,7 @@ def _linear_cuda(x, packed, params, s1, bias, group_size, config=""):
     n = _out_features(packed)
     if not config:
         config = dispatch.select_linear_config(m, n, k, group_size, x.dtype)  # memoised: safe under graph capture
-    if bias is not None and bias.dtype != torch.float32:
-        bias = bias.float()  # the epilogue reads fp32 bias
+    bias = _fp32(bias)
     out = torch.empty((*x.shape[:-1], n), dtype=x.dtype, device=x.device)
     # int8 activations, their scales and the GEMM's workspace in one allocation, filled by one native call
     scratch = torch.empty(_native.linear_scratch_size(config, m, n, k, group_size), dtype=torch.uint8,
