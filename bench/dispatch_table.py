@@ -23,7 +23,8 @@ from liquidgemm._configs import TileConfig  # noqa: E402
 
 def short(config_id: str) -> str:
     c = TileConfig.parse(config_id)
-    return f"t{c.tile_n} s{c.stages} {c.scheduler}"
+    cluster = f" c{c.cluster_m}x1" if c.cluster_m > 1 else ""
+    return f"t{c.tile_n}{cluster} s{c.stages} {c.scheduler}"
 
 
 def main() -> None:

@@ -13,10 +13,11 @@ from liquidgemm._configs import CI_CONFIGS, CONFIGS, TileConfig, emit, fused_max
 TEMPLATE = Path(__file__).resolve().parents[1] / "kernels" / "w4a8_gemm.cu.in"
 
 
-def only(out: str, tile_n: int = 64, scheduler: str = "persist", fused_quant: bool = False) -> TileConfig:
+def only(out: str, tile_n: int = 64, scheduler: str = "persist", fused_quant: bool = False,
+         cluster_m: int = 1) -> TileConfig:
     """The one config of CONFIGS with these fields (stage counts are tuned, so tests never spell them)."""
-    (config,) = [c for c in CONFIGS
-                 if (c.out, c.tile_n, c.scheduler, c.fused_quant) == (out, tile_n, scheduler, fused_quant)]
+    (config,) = [c for c in CONFIGS if (c.out, c.tile_n, c.scheduler, c.fused_quant, c.cluster_m) ==
+                 (out, tile_n, scheduler, fused_quant, cluster_m)]
     return config
 
 
@@ -24,7 +25,8 @@ BF16_64 = only("bf16").id
 S32_64 = only("s32").id
 FQ_8 = only("bf16", 8, fused_quant=True).id
 SPLITK_8 = only("bf16", 8, "splitk").id
-CI_IDS = [BF16_64, S32_64, FQ_8, SPLITK_8]
+PAIR_128 = only("bf16", 128, cluster_m=2).id
+CI_IDS = [BF16_64, S32_64, FQ_8, SPLITK_8, PAIR_128]
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.id)
@@ -40,7 +42,7 @@ def test_id_spells_every_field():
 
 def test_config_list_is_the_documented_one():
     ids = [c.id for c in CONFIGS]
-    assert len(ids) == len(set(ids)) == 33
+    assert len(ids) == len(set(ids)) == 37
     for out in ("bf16", "f16"):
         fused = [c for c in CONFIGS if c.out == out and c.fused_quant]
         assert sorted((c.tile_n, c.scheduler) for c in fused) == [(8, "persist"), (16, "persist")]
@@ -50,6 +52,7 @@ def test_config_list_is_the_documented_one():
         assert all(c.tile_m == 128 and c.schedule == "coop" for c in mine)
         assert sorted(c.tile_n for c in mine if c.scheduler == "streamk") == [8, 16, 32, 64]
         assert sorted(c.tile_n for c in mine if c.scheduler == "splitk") == [8, 16, 32, 64]
+        assert sorted((c.tile_n, c.scheduler) for c in mine if c.cluster_m == 2) == [(128, "persist"), (256, "persist")]
     (s32,) = [c for c in CONFIGS if c.out == "s32"]
     assert (s32.tile_m, s32.tile_n, s32.schedule, s32.scheduler) == (128, 64, "coop", "persist")
     assert re.fullmatch(r"w4a8_sm90_bf16_t128x64x128_c1x1_s\d+_coop_persist", BF16_64)
@@ -69,7 +72,9 @@ def test_stages_come_from_the_shared_memory_budget():
     ("", "malformed config id"),
     ("w4a8_sm90_bf16_t128x64x128_c1x1_s10_coop", "malformed config id"),       # scheduler missing
     ("w4a8_sm90_bf16_t128x64x64_c1x1_s10_coop_persist", "malformed config id"),  # tile K is always 128
-    ("w4a8_sm90_bf16_t128x64x128_c2x1_s10_coop_persist", "malformed config id"),  # no clusters yet
+    ("w4a8_sm90_bf16_t128x64x128_c1x2_s10_coop_persist", "malformed config id"),  # clusters run along M only
+    ("w4a8_sm90_bf16_t128x64x128_c4x1_s10_coop_persist", "cluster_m must be 1 or 2"),
+    ("w4a8_sm90_bf16_t128x64x128_c2x1_s10_coop_splitk", "scheduler 'persist'"),
     ("w4a8_sm90_bf16_t0128x64x128_c1x1_s10_coop_persist", "malformed config id"),  # would not round-trip
     (BF16_64 + "_x", "malformed config id"),
     (BF16_64.upper(), "malformed config id"),
@@ -147,29 +152,35 @@ def test_emit_writes_one_tu_per_config_and_the_list(tmp_path):
     assert '#include "cutlass/numeric_types.h"' in bf16
     assert '#include "liquidgemm/kernel/w4a8_gemm.hpp"' in bf16
     stages = only("bf16").stages
-    assert f"GemmConfig<cutlass::bfloat16_t, 128, 64, {stages}, ScheduleCoop, SchedulerPersistent, false>" in bf16
+    assert f"GemmConfig<cutlass::bfloat16_t, 128, 64, {stages}, ScheduleCoop, SchedulerPersistent, false, 1>" in bf16
     assert f"Status {BF16_64}_run(GemmArgs const& args) {{ return run_gemm<Config>(args); }}" in bf16
     assert f"size_t {BF16_64}_workspace(GemmArgs const& args)" in bf16
-    assert (f"GemmConfig<int32_t, 128, 64, {only('s32').stages}, ScheduleCoop, SchedulerPersistent, false>"
+    assert (f"GemmConfig<int32_t, 128, 64, {only('s32').stages}, ScheduleCoop, SchedulerPersistent, false, 1>"
             in sources[1].read_text())
 
     rows = [line for line in (tmp_path / "kernel_list.inc").read_text().splitlines() if not line.startswith("//")]
     assert rows == [f"LIQUIDGEMM_KERNEL({BF16_64}, false)", f"LIQUIDGEMM_KERNEL({S32_64}, false)",
-                    f"LIQUIDGEMM_KERNEL({FQ_8}, true)", f"LIQUIDGEMM_KERNEL({SPLITK_8}, false)"]
+                    f"LIQUIDGEMM_KERNEL({FQ_8}, true)", f"LIQUIDGEMM_KERNEL({SPLITK_8}, false)",
+                    f"LIQUIDGEMM_KERNEL({PAIR_128}, false)"]
 
 
 def test_emit_maps_every_field(tmp_path):
     template = tmp_path / "t.in"
-    template.write_text("@ID@|@OUT_TYPE@|@TILE_M@|@TILE_N@|@STAGES@|@SCHEDULE@|@SCHEDULER@|@FUSED_QUANT@")
+    template.write_text("@ID@|@OUT_TYPE@|@TILE_M@|@TILE_N@|@STAGES@|@SCHEDULE@|@SCHEDULER@|@FUSED_QUANT@|@CLUSTER_M@")
     config = TileConfig("f16", 64, 24, 7, "pp", "persist")
     (source,) = emit(tmp_path / "gen", [config], template)
-    assert source.read_text() == f"{config.id}|cutlass::half_t|64|24|7|SchedulePingpong|SchedulerPersistent|false"
+    assert source.read_text() == f"{config.id}|cutlass::half_t|64|24|7|SchedulePingpong|SchedulerPersistent|false|1"
     streamk = TileConfig("s32", 128, 8, 3, "coop", "streamk")
     (source,) = emit(tmp_path / "gen", [streamk], template)
-    assert source.read_text() == f"{streamk.id}|int32_t|128|8|3|ScheduleCoop|SchedulerStreamK|false"
+    assert source.read_text() == f"{streamk.id}|int32_t|128|8|3|ScheduleCoop|SchedulerStreamK|false|1"
     fused = TileConfig("bf16", 128, 16, 9, "coop", "persist", fused_quant=True)
     (source,) = emit(tmp_path / "gen", [fused], template)
-    assert source.read_text() == f"{fused.id}|cutlass::bfloat16_t|128|16|9|ScheduleCoop|SchedulerPersistent|true"
+    assert source.read_text() == f"{fused.id}|cutlass::bfloat16_t|128|16|9|ScheduleCoop|SchedulerPersistent|true|1"
+    cluster = TileConfig("bf16", 128, 256, 4, "coop", "persist", cluster_m=2)
+    (source,) = emit(tmp_path / "gen", [cluster], template)
+    assert source.read_text() == f"{cluster.id}|cutlass::bfloat16_t|128|256|4|ScheduleCoop|SchedulerPersistent|false|2"
+    assert cluster.id == "w4a8_sm90_bf16_t128x256x128_c2x1_s4_coop_persist"
+    assert cluster.takes(512) and not cluster.takes(384)  # an even number of 128-row weight tiles
     assert fused.id == "w4a8_sm90_bf16_t128x16x128_c1x1_s9_coop_persist_fq"
     assert (fused_max_k(8), fused_max_k(16)) == (8192, 4096)  # 64 KB of resident int8 activations
 

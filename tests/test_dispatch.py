@@ -158,7 +158,8 @@ def test_check_config(build):
 def test_tuned_cache_is_honoured(build, monkeypatch, tmp_path):
     path = tmp_path / "tuned.json"
     monkeypatch.setenv(tune.ENV_CACHE, str(path))
-    wide, mid, narrow = ids(tile_n=256)[0], ids(tile_n=32, scheduler="persist")[0], ids(tile_n=128)[0]
+    wide, mid, narrow = (ids(tile_n=256, cluster_m=1)[0], ids(tile_n=32, scheduler="persist")[0],
+                         ids(tile_n=128, cluster_m=1)[0])
     tune.save_cache(path, {tune.cache_key(1, 4096, 4096, 128, "bf16"): {"config": wide, "us": 9.0, "date": "d"},
                            tune.cache_key(64, 4096, 4096, 128, "bf16"): {"config": mid, "us": 19.0, "date": "d"},
                            tune.cache_key(64, 4096, 4096, 64, "bf16"): {"config": narrow, "us": 20.0, "date": "d"}},
@@ -175,9 +176,25 @@ def test_tuned_cache_is_honoured(build, monkeypatch, tmp_path):
     assert dispatch.select_config(1, 4096, 8192, 128, "bf16") == \
         dispatch.heuristic_config(1, 4096, 8192, 128, "bf16")  # untuned k: heuristic
     assert tile(dispatch.select_config(1, 4096, 4096, 128, "f16")).tile_n == 8  # untuned out: heuristic
-    # a tuned config that this build lacks maps onto the nearest compiled one
+    # a tuned config that this build lacks maps onto the nearest compiled one: the same tile in a 2x1 cluster, else
+    # the nearest token tile
     build([i for i in ALL_IDS if i != wide])
+    assert dispatch.select_config(1, 4096, 4096, 128, "bf16") == ids(tile_n=256, cluster_m=2)[0]
+    build([i for i in ALL_IDS if tile(i).tile_n != 256])
     assert tile(dispatch.select_config(1, 4096, 4096, 128, "bf16")).tile_n == 128
+
+
+def test_cluster_configs_fall_back_where_the_weight_tiles_do_not_pair(build, monkeypatch, tmp_path):
+    """A 2x1 cluster takes an even number of 128-row weight tiles: on other shapes the dispatcher runs the same tile
+    without the cluster, whether the choice came from a tuning cache or the table."""
+    path = tmp_path / "tuned.json"
+    monkeypatch.setenv(tune.ENV_CACHE, str(path))
+    (pair,) = ids(tile_n=256, cluster_m=2)
+    tune.save_cache(path, {tune.cache_key(4096, n, 4096, 128, "bf16"): {"config": pair, "us": 1.0, "date": "d"}
+                           for n in (4096, 4224)}, {"gpu": "test"})
+    build(ALL_IDS)
+    assert dispatch.select_config(4096, 4096, 4096, 128, "bf16") == pair
+    assert dispatch.select_config(4096, 4224, 4096, 128, "bf16") == ids(tile_n=256, cluster_m=1)[0]  # 33 tiles
 
 
 def test_broken_tuned_cache_warns_and_falls_back(build, monkeypatch, tmp_path):

@@ -2,6 +2,8 @@
 
 A config id reads problem to schedule, e.g. ``w4a8_sm90_bf16_t128x64x128_c1x1_s10_coop_persist``; it names the
 generated source file, the C++ entry points, the registry key, the tuning-cache value and ``config=`` overrides.
+``c2x1`` (prefill tiles) puts two CTAs of adjacent weight rows in a cluster that shares every activation stage by
+TMA multicast; such a config needs an even number of 128-row weight tiles (N % 256 == 0).
 A trailing ``_fq`` (fused quantization) marks the decode configs that read the fp16/bf16 activations of
 ``w4a8_linear`` and quantize them inside the GEMM (one kernel per layer): at most tile_n tokens and
 K <= ``fused_max_k(tile_n)``, as each CTA keeps its tokens' whole quantized rows in shared memory.
@@ -26,10 +28,10 @@ SCHEDULERS = {"persist": "SchedulerPersistent", "streamk": "SchedulerStreamK", "
 TILE_K = 128  # one packed k-block; fixed by the weight format
 
 _ID_RE = re.compile(
-    r"w4a8_sm90_(?P<out>[a-z0-9]+)_t(?P<tile_m>[1-9]\d*)x(?P<tile_n>[1-9]\d*)x128_c1x1"
+    r"w4a8_sm90_(?P<out>[a-z0-9]+)_t(?P<tile_m>[1-9]\d*)x(?P<tile_n>[1-9]\d*)x128_c(?P<cluster_m>[1-9]\d*)x1"
     r"_s(?P<stages>[1-9]\d*)_(?P<schedule>[a-z]+)_(?P<scheduler>[a-z]+)(?P<fq>_fq)?"
 )
-_ID_FORMAT = "w4a8_sm90_<out>_t<tile_m>x<tile_n>x128_c1x1_s<stages>_<schedule>_<scheduler>[_fq]"
+_ID_FORMAT = "w4a8_sm90_<out>_t<tile_m>x<tile_n>x128_c<cluster_m>x1_s<stages>_<schedule>_<scheduler>[_fq]"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +45,7 @@ class TileConfig:
     schedule: str = "coop"
     scheduler: str = "persist"
     fused_quant: bool = False  # reads the 16-bit activations and quantizes them in the kernel (w4a8_linear only)
+    cluster_m: int = 1  # CTAs per cluster along the weight rows, sharing each activation stage (TMA multicast)
 
     def __post_init__(self):
         if self.out not in OUT_TYPES:
@@ -66,13 +69,18 @@ class TileConfig:
         if self.fused_quant and (self.out == "s32" or self.schedule != "coop" or self.scheduler != "persist"):
             raise ValueError("fused quantization needs a bf16/f16 output (the activations' type), schedule 'coop' "
                              "and scheduler 'persist' (each CTA holds all of K: no K split)")
+        if self.cluster_m not in (1, 2):
+            raise ValueError(f"cluster_m must be 1 or 2, got {self.cluster_m!r}")
+        if self.cluster_m > 1 and (self.schedule != "coop" or self.scheduler != "persist" or self.fused_quant):
+            raise ValueError("a 2x1 cluster (activation multicast) is built for schedule 'coop', scheduler 'persist' "
+                             "and int8 activations (no fused quantization)")
         if self.scheduler == "splitk" and self.out == "s32":
             raise ValueError("scheduler 'splitk' reduces int32 partials into bf16/f16; the s32 debug output "
                              "uses 'persist'")
 
     @property
     def id(self) -> str:
-        return (f"w4a8_sm90_{self.out}_t{self.tile_m}x{self.tile_n}x{TILE_K}_c1x1_s{self.stages}"
+        return (f"w4a8_sm90_{self.out}_t{self.tile_m}x{self.tile_n}x{TILE_K}_c{self.cluster_m}x1_s{self.stages}"
                 f"_{self.schedule}_{self.scheduler}" + ("_fq" if self.fused_quant else ""))
 
     @classmethod
@@ -85,16 +93,21 @@ class TileConfig:
         try:
             return cls(out=fields["out"], tile_m=int(fields["tile_m"]), tile_n=int(fields["tile_n"]),
                        stages=int(fields["stages"]), schedule=fields["schedule"], scheduler=fields["scheduler"],
-                       fused_quant=fields["fq"] is not None)
+                       fused_quant=fields["fq"] is not None, cluster_m=int(fields["cluster_m"]))
         except ValueError as err:
             raise ValueError(f"invalid config id {config_id!r}: {err}") from None
+
+    def takes(self, n: int) -> bool:
+        """Whether this config can run a weight of n output channels (a multiple of 128): a 2x1 cluster needs an even
+        number of 128-row tiles."""
+        return n % (self.tile_m * self.cluster_m) == 0
 
     def template_fields(self) -> dict[str, str]:
         """Substitutions for kernels/w4a8_gemm.cu.in (@NAME@ placeholders)."""
         return {"ID": self.id, "OUT_TYPE": OUT_TYPES[self.out], "TILE_M": str(self.tile_m),
                 "TILE_N": str(self.tile_n), "STAGES": str(self.stages),
                 "SCHEDULE": SCHEDULES[self.schedule], "SCHEDULER": SCHEDULERS[self.scheduler],
-                "FUSED_QUANT": str(self.fused_quant).lower()}
+                "FUSED_QUANT": str(self.fused_quant).lower(), "CLUSTER_M": str(self.cluster_m)}
 
 
 SMEM_PER_BLOCK = 232448          # Hopper: 227 KB of shared memory per CTA
@@ -118,10 +131,10 @@ def stages_that_fit(out: str, tile_m: int, tile_n: int, max_stages: int = 24, fu
     return max(2, min(max_stages, (SMEM_PER_BLOCK - reserve) // stage))
 
 
-def _coop(out: str, tile_n: int, scheduler: str, fused_quant: bool = False) -> TileConfig:
+def _coop(out: str, tile_n: int, scheduler: str, fused_quant: bool = False, cluster_m: int = 1) -> TileConfig:
     kernel_out = "s32" if scheduler == "splitk" else out  # split-K tiles store int32 partials
     stages = stages_that_fit(kernel_out, 128, tile_n, fused_quant=fused_quant)
-    return TileConfig(out, 128, tile_n, stages, "coop", scheduler, fused_quant)
+    return TileConfig(out, 128, tile_n, stages, "coop", scheduler, fused_quant, cluster_m)
 
 
 # THE list. Stream-K and split-K only where tiles are small enough that few CTAs would leave SMs idle.
@@ -134,12 +147,18 @@ CONFIGS: list[TileConfig] = [
     _coop(out, tile_n, "persist", fused_quant=True)  # decode: quantize inside the GEMM, one kernel per layer
     for out in ("bf16", "f16")
     for tile_n in (8, 16)
+] + [
+    _coop(out, tile_n, "persist", cluster_m=2)  # prefill: two CTAs share each activation stage (TMA multicast)
+    for out in ("bf16", "f16")
+    for tile_n in (128, 256)
 ] + [_coop("s32", 64, "persist")]  # raw int32 accumulators: the exact debug path
 
 # What CI compiles on a 2-core machine: one production config, the int32 debug config, one fused-quantization
-# config (the mainloop's other activation path) and one split-K config (int32 partials + the reduce kernel).
+# config (the mainloop's other activation path), one split-K config (int32 partials + the reduce kernel) and one
+# 2x1-cluster config (activation multicast).
 CI_CONFIGS: list[TileConfig] = [_coop("bf16", 64, "persist"), _coop("s32", 64, "persist"),
-                                _coop("bf16", 8, "persist", fused_quant=True), _coop("bf16", 8, "splitk")]
+                                _coop("bf16", 8, "persist", fused_quant=True), _coop("bf16", 8, "splitk"),
+                                _coop("bf16", 128, "persist", cluster_m=2)]
 
 
 def select(selection: str) -> list[TileConfig]:

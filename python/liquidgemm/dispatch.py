@@ -184,9 +184,17 @@ def _resolve(config_id: str, out: str) -> str:
         # same tile first (other scheduler, then other stages), then the nearest tile_n (the larger on a tie:
         # it still covers m), then anything else of this output dtype; the id makes the order total.
         return (abs(math.log2(c.tile_n / wanted.tile_n)), c.tile_n < wanted.tile_n, c.tile_m != wanted.tile_m,
-                c.schedule != wanted.schedule, c.scheduler != wanted.scheduler, abs(c.stages - wanted.stages), c.id)
+                c.schedule != wanted.schedule, c.scheduler != wanted.scheduler, c.cluster_m != wanted.cluster_m,
+                abs(c.stages - wanted.stages), c.id)
 
     return min(candidates, key=distance).id
+
+
+def _for_n(config_id: str, n: int) -> str:
+    """`config_id`, or where its cluster needs an even number of weight tiles and n has not, the same tile without
+    the cluster (a table cell serves shapes it was not tuned on)."""
+    chosen = TileConfig.parse(config_id)
+    return config_id if chosen.takes(n) else _resolve(dataclasses.replace(chosen, cluster_m=1).id, chosen.out)
 
 
 def _check_dims(m, n, k, group_size) -> None:
@@ -199,7 +207,7 @@ def _check_dims(m, n, k, group_size) -> None:
 def heuristic_config(m: int, n: int, k: int, group_size: int, out_dtype) -> str:
     """The heuristic table's choice for this problem (ignoring any tuning cache), mapped onto a compiled config."""
     _check_dims(m, n, k, group_size)
-    return _resolve(heuristic_table().lookup(m, n, k), normalize_out(out_dtype))
+    return _for_n(_resolve(heuristic_table().lookup(m, n, k), normalize_out(out_dtype)), n)
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -208,7 +216,7 @@ def select_config(m: int, n: int, k: int, group_size: int, out_dtype) -> str:
     _check_dims(m, n, k, group_size)
     out = normalize_out(out_dtype)
     tuned = _tuned_choice(m, n, k, group_size, out)
-    return heuristic_config(m, n, k, group_size, out) if tuned is None else _resolve(tuned, out)
+    return heuristic_config(m, n, k, group_size, out) if tuned is None else _for_n(_resolve(tuned, out), n)
 
 
 # The fused-quantization rule, from `bench/fused_decode.py` on the H100 (bench/results/h100/fused_decode.json). A

@@ -7,6 +7,9 @@
 // Roles of the GEMM operands (the kernel computes Y^T = W X^T):
 //   A = packed weights [N_out, K]   (M mode, from registers: dequantized in place, never written back to smem)
 //   B = INT8 activations [M_tok, K] (N mode, from shared memory through TMA with the 128B swizzle)
+// With a cluster of ClusterM CTAs along M (weight rows) the CTAs of a cluster share their token tile: each loads a
+// 1/ClusterM share of every activation stage and TMA multicasts it to all of them (less L2 -> SM traffic for the
+// large token tiles of prefill); the weights are each CTA's own.
 // With ActIn = bf16 / fp16 (the fused decode path: one kernel per linear layer) there is no activation TMA: before
 // the first tile the consumers quantize the CTA's whole token rows, all of K, into a resident int8 B buffer
 // (fused_act_quant.hpp), which every k-block's WGMMAs then read, while the producer already streams weights.
@@ -48,11 +51,14 @@ struct MainloopLiquidW4A8 {
   static constexpr int kKSteps = kTileK / 32;                      // RS-WGMMA k-steps per stage
   static constexpr bool kQuantizesAct = !std::is_same_v<ActIn, int8_t>;
   static constexpr int kConsumerThreads = kSlices * cutlass::NumThreadsPerWarpGroup;
+  static constexpr int kClusterM = size<0>(ClusterShape_{});       // CTAs sharing (multicasting) a token tile
 
   static_assert(kTileK == format::kBlockK, "one pipeline stage holds exactly one packed k-block");
   static_assert(kTileM % format::kSliceRows == 0, "the weight tile is made of whole 64-row slices");
   static_assert(kTileN % 8 == 0 && kTileN <= 256, "WGMMA N (tokens) must be a multiple of 8, at most 256");
-  static_assert(size(ClusterShape{}) == 1, "clusters are not supported yet");
+  static_assert(size<1>(ClusterShape{}) == 1 && size<2>(ClusterShape{}) == 1,
+                "clusters run along M: CTAs of different weight rows sharing one token tile");
+  static_assert(kClusterM == 1 || !kQuantizesAct, "the fused path loads no activation tiles to multicast");
   static_assert(Stages >= 2, "the ring needs at least two stages");
   static_assert(!kQuantizesAct || std::is_same_v<KernelSchedule, cutlass::gemm::KernelTmaWarpSpecializedCooperative>,
                 "the fused quantizer fills one activation buffer for the warp groups of a cooperative tile");
@@ -115,8 +121,9 @@ struct MainloopLiquidW4A8 {
     int splits = 1;  // split-K: the problem's K is one of `splits` slices of the weight's K, and L = splits
   };
 
+  using TmaLoadB = std::conditional_t<kClusterM == 1, SM90_TMA_LOAD, SM90_TMA_LOAD_MULTICAST>;
   using TmaB = decltype(make_tma_copy_B_sm90(
-      SM90_TMA_LOAD{}, make_tensor(static_cast<int8_t const*>(nullptr), repeat_like(StrideB{}, int32_t(0)), StrideB{}),
+      TmaLoadB{}, make_tensor(static_cast<int8_t const*>(nullptr), repeat_like(StrideB{}, int32_t(0)), StrideB{}),
       SmemLayoutB{}(_, _, Int<0>{}), TileShape{}, ClusterShape{}));
 
   struct Params {
@@ -142,7 +149,7 @@ struct MainloopLiquidW4A8 {
     // The fused path never uses the descriptor; it is built on x's (larger) allocation so that it is valid.
     int8_t const* act = kQuantizesAct ? reinterpret_cast<int8_t const*>(args.ptr_x) : args.ptr_act;
     Tensor tensor_b = make_tensor(act, make_layout(make_shape(N, K, L), args.dB));
-    TmaB tma_b = make_tma_copy_B_sm90(SM90_TMA_LOAD{}, tensor_b, SmemLayoutB{}(_, _, Int<0>{}), TileShape{},
+    TmaB tma_b = make_tma_copy_B_sm90(TmaLoadB{}, tensor_b, SmemLayoutB{}(_, _, Int<0>{}), TileShape{},
                                       ClusterShape{});
     int param_bytes = groups_per_block(args.group_size) * format::kParamBytesPerGroup;
     uint32_t tx = uint32_t(kSlices * (format::kChunkBytes + param_bytes) + kActStageBytes);
@@ -161,7 +168,8 @@ struct MainloopLiquidW4A8 {
     bool const act_ok = kQuantizesAct ? N <= kTileN && K <= kFusedMaxK && L == 1 && args.ptr_act_scale != nullptr &&
                                             reinterpret_cast<uintptr_t>(args.ptr_x) % 16 == 0
                                       : reinterpret_cast<uintptr_t>(args.ptr_act) % 16 == 0;
-    return M % kTileM == 0 && K % kTileK == 0 && group_ok && N >= 1 && args.splits >= 1 && L == args.splits &&
+    // A cluster's CTAs take adjacent weight tiles: a whole number of clusters (no CTA past the last weight row).
+    return M % (kTileM * kClusterM) == 0 && K % kTileK == 0 && group_ok && N >= 1 && args.splits >= 1 && L == args.splits &&
            reinterpret_cast<uintptr_t>(args.ptr_weight) % 16 == 0 &&
            reinterpret_cast<uintptr_t>(args.ptr_params) % 16 == 0 && act_ok;
   }
@@ -193,7 +201,10 @@ struct MainloopLiquidW4A8 {
     Tensor sB = make_tensor(make_smem_ptr(shared_tensors.smem_B.data()), SmemLayoutB{});
     auto [m_coord, n_coord, k_coord, l_coord] = blk_coord;
     Tensor gB = get<1>(load_inputs)(_, _, n_coord, _, l_coord);                     // (BLK_N, BLK_K, k)
-    auto block_tma_b = params.tma_load_b.get_slice(0);
+    // This CTA's share of the token tile, multicast to every CTA of the cluster (all of them share it).
+    uint32_t const cluster_rank = kClusterM == 1 ? 0 : cute::block_rank_in_cluster();
+    auto block_tma_b = params.tma_load_b.get_slice(cluster_rank);
+    uint16_t const mcast_mask_b = uint16_t((1u << kClusterM) - 1);
     Tensor tBgB = block_tma_b.partition_S(gB);
     Tensor tBsB = block_tma_b.partition_D(sB);
 
@@ -222,7 +233,11 @@ struct MainloopLiquidW4A8 {
             params.param_bytes);
       }
       if constexpr (!kQuantizesAct) {
-        copy(params.tma_load_b.with(*barrier), tBgB(_, _, _, *k_tile_iter), tBsB(_, _, _, stage));
+        if constexpr (kClusterM == 1) {
+          copy(params.tma_load_b.with(*barrier), tBgB(_, _, _, *k_tile_iter), tBsB(_, _, _, stage));
+        } else {
+          copy(params.tma_load_b.with(*barrier, mcast_mask_b), tBgB(_, _, _, *k_tile_iter), tBsB(_, _, _, stage));
+        }
       }
     }
   }

@@ -44,7 +44,9 @@ struct SchedulerSplitK {
 };
 
 // FusedQuant: the kernel reads the 16-bit activations (of type OutT) and quantizes them itself (decode, m <= TileN).
-template <class OutT_, int TileM, int TileN, int Stages, class Schedule, class Scheduler, bool FusedQuant = false>
+// ClusterM: CTAs per cluster along the weight rows, sharing each activation stage through TMA multicast.
+template <class OutT_, int TileM, int TileN, int Stages, class Schedule, class Scheduler, bool FusedQuant = false,
+          int ClusterM = 1>
 struct GemmConfig {
   using OutT = OutT_;
   static constexpr bool kFusedQuant = FusedQuant;
@@ -54,7 +56,7 @@ struct GemmConfig {
   static constexpr bool kSplitK = std::is_same_v<Scheduler, SchedulerSplitK>;
   using KernelOutT = std::conditional_t<kSplitK, int32_t, OutT>;  // split-K GEMMs store int32 partial tiles
   using TileShape = cute::Shape<cute::Int<TileM>, cute::Int<TileN>, cute::Int<format::kBlockK>>;
-  using ClusterShape = cute::Shape<cute::_1, cute::_1, cute::_1>;
+  using ClusterShape = cute::Shape<cute::Int<ClusterM>, cute::_1, cute::_1>;
 
   using Mainloop = collective::MainloopLiquidW4A8<Stages, ClusterShape, typename Schedule::Kernel, TileShape,
                                                   std::conditional_t<FusedQuant, OutT, int8_t>>;
