@@ -71,8 +71,8 @@ def test_select_config_is_total_and_compiled(build, out):
 def test_committed_heuristic_is_within_5_percent_of_the_measured_best(build):
     """The committed table is derived from H100 tuning runs (bench/results/h100/tune.json, all M; then re-tuned:
     tune_decode.json, M <= 64, and tune_prefill.json, M >= 128, replacing those points): at every measured (shape, M)
-    point its choice must be within 5% of the fastest compiled config. (The measurements are not monotone in tile_n: small weights prefer smaller
-    token tiles, i.e. more CTAs, up to M = 256.)"""
+    point its choice must be within 5% of the fastest compiled config. (The measurements are not monotone in tile_n:
+    small weights prefer smaller token tiles, i.e. more CTAs, up to M = 256.)"""
     results = ROOT / "bench" / "results" / "h100"
     points: dict[tuple[int, int, int], dict[str, float]] = {}
     for run in ("tune.json", "tune_decode.json", "tune_prefill.json"):  # later runs' points replace earlier ones

@@ -169,8 +169,8 @@ struct MainloopLiquidW4A8 {
                                             reinterpret_cast<uintptr_t>(args.ptr_x) % 16 == 0
                                       : reinterpret_cast<uintptr_t>(args.ptr_act) % 16 == 0;
     // A cluster's CTAs take adjacent weight tiles: a whole number of clusters (no CTA past the last weight row).
-    return M % (kTileM * kClusterM) == 0 && K % kTileK == 0 && group_ok && N >= 1 && args.splits >= 1 && L == args.splits &&
-           reinterpret_cast<uintptr_t>(args.ptr_weight) % 16 == 0 &&
+    return M % (kTileM * kClusterM) == 0 && K % kTileK == 0 && group_ok && N >= 1 && args.splits >= 1 &&
+           L == args.splits && reinterpret_cast<uintptr_t>(args.ptr_weight) % 16 == 0 &&
            reinterpret_cast<uintptr_t>(args.ptr_params) % 16 == 0 && act_ok;
   }
 
