@@ -48,6 +48,8 @@ def main() -> None:
         out_dtype = {"bf16": torch.bfloat16, "f16": torch.float16, "s32": torch.int32}[config.split("_")[2]]
         fused = TileConfig.parse(config)
         for m, n, k, group in CASES:
+            if not fused.takes(n):  # a 2x1 cluster needs an even number of 128-row weight tiles
+                continue
             if fused.fused_quant:  # quantizes inside the GEMM: runs through w4a8_linear, at most tile_n tokens
                 if m <= fused.tile_n and k <= fused_max_k(fused.tile_n):
                     passed += check_fused(config, out_dtype, m, n, k, group)
@@ -75,7 +77,7 @@ def main() -> None:
         got_q, got_scale = (t.cpu() for t in ops.quantize_act(x.cuda()))
         if not (torch.equal(got_q, want_q) and torch.equal(got_scale, want_scale)):
             raise SystemExit(f"MISMATCH quantize_act m={m} k={k}")
-        qw = lg.quantize_weight(torch.randn(128, k, dtype=torch.bfloat16), group_size=128)
+        qw = lg.quantize_weight(torch.randn(256, k, dtype=torch.bfloat16), group_size=128)  # any build's configs
         want = lg.w4a8_gemm_reference(want_q, want_scale, qw, out_dtype=torch.bfloat16)
         got = ops.w4a8_linear(x.cuda(), qw.to("cuda")).cpu()
         if not torch.allclose(got.float(), want.float(), rtol=1e-2, atol=1e-2):

@@ -195,6 +195,12 @@ def test_cluster_configs_fall_back_where_the_weight_tiles_do_not_pair(build, mon
     build(ALL_IDS)
     assert dispatch.select_config(4096, 4096, 4096, 128, "bf16") == pair
     assert dispatch.select_config(4096, 4224, 4096, 128, "bf16") == ids(tile_n=256, cluster_m=1)[0]  # 33 tiles
+    assert TileConfig.parse(dispatch.heuristic_config(4096, 4224, 4096, 128, "bf16")).cluster_m == 1
+    # a build of cluster configs only: a clear error for the shapes none of them takes, never a config that fails
+    build(ids(cluster_m=2))
+    assert dispatch.select_config(4096, 4096, 4096, 128, "bf16") == pair
+    with pytest.raises(ValueError, match="no bf16 config for 4224 output channels"):
+        dispatch.select_config(4096, 4224, 4096, 128, "bf16")
 
 
 def test_broken_tuned_cache_warns_and_falls_back(build, monkeypatch, tmp_path):

@@ -168,9 +168,10 @@ def _tuned_choice(m: int, n: int, k: int, group_size: int, out: str) -> str | No
 
 
 @functools.cache
-def _resolve(config_id: str, out: str) -> str:
-    """`config_id` with its output dtype set to `out`, mapped onto a compiled config (memoised: a table or
-    cache names only a few distinct ids)."""
+def _resolve(config_id: str, out: str, n: int = 0) -> str:
+    """`config_id` with its output dtype set to `out`, mapped onto a compiled config that takes n output channels
+    (n = 0: any; a 2x1 cluster needs an even number of weight tiles). Memoised: a table or cache names only a few
+    distinct ids, and a model only a few n."""
     chosen = TileConfig.parse(config_id)
     # split-K tiles are an int32 GEMM + a float reduction; the raw int32 output is the plain persistent GEMM
     scheduler = "persist" if out == "s32" and chosen.scheduler == "splitk" else chosen.scheduler
@@ -179,6 +180,10 @@ def _resolve(config_id: str, out: str) -> str:
     if not candidates:
         raise ValueError(f"out_dtype: this build has no config writing {out}; "
                          f"compiled configs: {', '.join(list_configs()) or '(none)'}")
+    candidates = [c for c in candidates if n == 0 or c.takes(n)]
+    if not candidates:
+        raise ValueError(f"n: this build has no {out} config for {n} output channels (its configs all pair 128-row "
+                         f"weight tiles in 2x1 clusters); compiled configs: {', '.join(list_configs())}")
 
     def distance(c: TileConfig) -> tuple:
         # same tile first (other scheduler, then other stages), then the nearest tile_n (the larger on a tie:
@@ -188,13 +193,6 @@ def _resolve(config_id: str, out: str) -> str:
                 abs(c.stages - wanted.stages), c.id)
 
     return min(candidates, key=distance).id
-
-
-def _for_n(config_id: str, n: int) -> str:
-    """`config_id`, or where its cluster needs an even number of weight tiles and n has not, the same tile without
-    the cluster (a table cell serves shapes it was not tuned on)."""
-    chosen = TileConfig.parse(config_id)
-    return config_id if chosen.takes(n) else _resolve(dataclasses.replace(chosen, cluster_m=1).id, chosen.out)
 
 
 def _check_dims(m, n, k, group_size) -> None:
@@ -207,7 +205,7 @@ def _check_dims(m, n, k, group_size) -> None:
 def heuristic_config(m: int, n: int, k: int, group_size: int, out_dtype) -> str:
     """The heuristic table's choice for this problem (ignoring any tuning cache), mapped onto a compiled config."""
     _check_dims(m, n, k, group_size)
-    return _for_n(_resolve(heuristic_table().lookup(m, n, k), normalize_out(out_dtype)), n)
+    return _resolve(heuristic_table().lookup(m, n, k), normalize_out(out_dtype), n)
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -216,7 +214,7 @@ def select_config(m: int, n: int, k: int, group_size: int, out_dtype) -> str:
     _check_dims(m, n, k, group_size)
     out = normalize_out(out_dtype)
     tuned = _tuned_choice(m, n, k, group_size, out)
-    return heuristic_config(m, n, k, group_size, out) if tuned is None else _for_n(_resolve(tuned, out), n)
+    return heuristic_config(m, n, k, group_size, out) if tuned is None else _resolve(tuned, out, n)
 
 
 # The fused-quantization rule, from `bench/fused_decode.py` on the H100 (bench/results/h100/fused_decode.json). A

@@ -342,7 +342,7 @@ struct MainloopLiquidW4A8 {
       issue_stage(smem_pipe_read.index(), frag_now);
       warpgroup_wait<1>();  // the previous batch is done: its stage can go back to the producer
       if (release_previous) {
-        pipeline.consumer_release(smem_pipe_release);
+        release_stage(pipeline, smem_pipe_release);
         ++smem_pipe_release;
       }
       if (--k_tile_count == 0) {
@@ -366,10 +366,22 @@ struct MainloopLiquidW4A8 {
   CUTLASS_DEVICE void mma_tail(MainloopPipeline pipeline, PipelineState smem_pipe_release, int k_tile_count) {
     warpgroup_wait<0>();
     smem_pipe_release.advance(k_tile_count - 1);
-    pipeline.consumer_release(smem_pipe_release);
+    release_stage(pipeline, smem_pipe_release);
   }
 
  private:
+  // In a cluster, CUTLASS's pipeline lets one thread per (warp group, destination CTA) arrive on a stage's empty
+  // barrier, but every thread of the warp group read the stage (its A fragment and group params): they meet at a
+  // warp-group barrier first, so that all those reads are ordered before the release (a 1x1 ring has every thread
+  // arrive itself).
+  CUTLASS_DEVICE static void release_stage(MainloopPipeline& pipeline, PipelineState state) {
+    if constexpr (kClusterM > 1) {
+      // a user barrier id (CUTLASS adds its reserved count): one per consumer warp group
+      cutlass::arch::NamedBarrier::sync(cutlass::NumThreadsPerWarpGroup, cutlass::canonical_warp_group_idx());
+    }
+    pipeline.consumer_release(state);
+  }
+
   bool first_load_ = true;     // per producer thread: the first tile of this CTA starts with the PDL prologue
   bool act_ready_ = false;     // per consumer thread (fused path): the quantized activations are in shared memory
 
