@@ -46,12 +46,12 @@ def main() -> None:
     configs = sys.argv[1].split(",") if len(sys.argv) > 1 else _native.configs()
     for config in configs:
         out_dtype = {"bf16": torch.bfloat16, "f16": torch.float16, "s32": torch.int32}[config.split("_")[2]]
-        fused = TileConfig.parse(config)
+        chosen = TileConfig.parse(config)
         for m, n, k, group in CASES:
-            if not fused.takes(n):  # a 2x1 cluster needs an even number of 128-row weight tiles
+            if not chosen.takes(n):  # a 2x1 cluster needs an even number of 128-row weight tiles
                 continue
-            if fused.fused_quant:  # quantizes inside the GEMM: runs through w4a8_linear, at most tile_n tokens
-                if m <= fused.tile_n and k <= fused_max_k(fused.tile_n):
+            if chosen.fused_quant:  # quantizes inside the GEMM: runs through w4a8_linear, at most tile_n tokens
+                if m <= chosen.tile_n and k <= fused_max_k(chosen.tile_n):
                     passed += check_fused(config, out_dtype, m, n, k, group)
                 continue
             act_dtype = torch.float16 if out_dtype == torch.float16 else torch.bfloat16

@@ -8,8 +8,9 @@ import math
 import pytest
 import torch
 
-from liquidgemm import _native, dispatch, tune
+from liquidgemm import _native, dispatch, ops, tune
 from liquidgemm._configs import CONFIGS, TileConfig, fused_max_k
+from liquidgemm.quantize import quantize_weight
 from liquidgemm.shapes import PRESETS
 
 ALL_IDS = [c.id for c in CONFIGS]
@@ -153,6 +154,19 @@ def test_check_config(build):
         dispatch.check_config(good, "f16")
     with pytest.raises(ValueError, match="not a compiled config"):
         dispatch.check_config("nonsense", "bf16")
+
+
+def test_check_config_refuses_a_cluster_config_on_unpaired_weight_tiles(build):
+    (pair,) = ids(tile_n=128, cluster_m=2)
+    build([pair])
+    assert dispatch.check_config(pair, "bf16", n=512) == pair
+    with pytest.raises(ValueError, match="needs out_features divisible by 256, got 384"):
+        dispatch.check_config(pair, "bf16", n=384)
+    # the public op checks a forced config before it runs anything (here on the CPU reference path)
+    x_q = torch.zeros(2, 256, dtype=torch.int8)
+    qw = quantize_weight(torch.randn(384, 256), 128)
+    with pytest.raises(ValueError, match="needs out_features divisible by 256, got 384"):
+        ops.w4a8_gemm(x_q, torch.ones(2), qw, out_dtype=torch.bfloat16, config=pair)
 
 
 def test_tuned_cache_is_honoured(build, monkeypatch, tmp_path):

@@ -1,12 +1,12 @@
 """2x1-cluster configs (two CTAs of adjacent weight rows share every activation stage through TMA multicast): exact
 against the reference on one cluster, on many tiles per CTA, with group size 64 and per-channel groups and fp16;
-a weight with an odd number of 128-row tiles is refused instead of read past its end."""
+a weight with an odd number of 128-row tiles is refused (ValueError) instead of read past its end."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from liquidgemm import ops
+from liquidgemm import _native, ops
 from liquidgemm._configs import TileConfig
 from liquidgemm.quantize import quantize_act_reference, quantize_weight
 from liquidgemm.reference import w4a8_gemm_reference
@@ -52,5 +52,8 @@ def test_cluster_config_refuses_an_odd_number_of_weight_tiles():
     x_q, x_scale, qw = _problem(16, 384, 256, 128)  # three 128-row tiles
     x_q, x_scale, qw = x_q.cuda(), x_scale.cuda(), qw.cuda()
     for config in configs:
-        with pytest.raises(RuntimeError, match="not supported by this kernel config"):
+        with pytest.raises(ValueError, match="needs out_features divisible by 256, got 384"):
             ops.w4a8_gemm(x_q, x_scale, qw, out_dtype=torch.bfloat16, config=config)
+        with pytest.raises(RuntimeError, match="not supported by this kernel config"):  # the kernel's own check
+            _native.gemm(config, x_q, x_scale, qw.packed, qw.params, qw.s1, None,
+                         torch.empty(16, 384, dtype=torch.bfloat16, device="cuda"), None, 128)

@@ -67,15 +67,20 @@ def list_configs(out_dtype=None, fused_quant: bool | None = None) -> list[str]:
     return list(_compiled_ids(None if out_dtype is None else normalize_out(out_dtype), fused_quant))
 
 
-def check_config(config_id: str, out_dtype, *, linear_shape: tuple[int, int] | None = None) -> str:
+def check_config(config_id: str, out_dtype, *, n: int | None = None,
+                 linear_shape: tuple[int, int] | None = None) -> str:
     """`config_id` if it is a compiled config writing `out_dtype` that can run the call, else ValueError saying
-    why (cheap enough for every call that forces a config). `linear_shape`: (m, k) of a `w4a8_linear` call; None
+    why (cheap enough for every call that forces a config). `n`: the weight's output channels (None: not checked;
+    a 2x1 cluster needs an even number of 128-row tiles). `linear_shape`: (m, k) of a `w4a8_linear` call; None
     for `w4a8_gemm`, which takes int8 activations and so no fused-quantization config."""
     valid = _compiled_ids(normalize_out(out_dtype))
     if config_id not in valid:
         raise ValueError(f"config: {config_id!r} is not a compiled config for out_dtype {normalize_out(out_dtype)}; "
                          f"valid ids: {', '.join(valid) or '(none)'}")
     chosen = TileConfig.parse(config_id)
+    if n is not None and not chosen.takes(n):
+        raise ValueError(f"config: {config_id!r} pairs 128-row weight tiles in a {chosen.cluster_m}x1 cluster: it "
+                         f"needs out_features divisible by {chosen.tile_m * chosen.cluster_m}, got {n}")
     if chosen.fused_quant:
         if linear_shape is None:
             raise ValueError(f"config: {config_id!r} quantizes the activations inside the GEMM (an '_fq' config): "
