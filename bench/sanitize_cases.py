@@ -48,7 +48,7 @@ def main() -> None:
         out_dtype = {"bf16": torch.bfloat16, "f16": torch.float16, "s32": torch.int32}[config.split("_")[2]]
         chosen = TileConfig.parse(config)
         for m, n, k, group in CASES:
-            if not chosen.takes(n):  # a 2x1 cluster needs an even number of 128-row weight tiles
+            if not chosen.takes(n, k):  # a 2x1 cluster: an even number of 128-row tiles; K pairs: K % 256 == 0
                 continue
             if chosen.fused_quant:  # quantizes inside the GEMM: runs through w4a8_linear, at most tile_n tokens
                 if m <= chosen.tile_n and k <= fused_max_k(chosen.tile_n):

@@ -77,3 +77,13 @@ def capture_graph(fn):
     with torch.cuda.graph(graph):
         output = fn()
     return graph, output
+
+
+def ulp_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Distance in units in the last place between two fp16/bf16 tensors (sign-magnitude bit patterns)."""
+    def ordered(t):
+        bits = t.contiguous().view(torch.int16).int()
+        magnitude = bits & 0x7FFF
+        return torch.where(bits < 0, -magnitude, magnitude)
+
+    return (ordered(a) - ordered(b)).abs()

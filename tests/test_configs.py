@@ -42,7 +42,7 @@ def test_id_spells_every_field():
 
 def test_config_list_is_the_documented_one():
     ids = [c.id for c in CONFIGS]
-    assert len(ids) == len(set(ids)) == 37
+    assert len(ids) == len(set(ids)) == 39
     for out in ("bf16", "f16"):
         fused = [c for c in CONFIGS if c.out == out and c.fused_quant]
         assert sorted((c.tile_n, c.scheduler) for c in fused) == [(8, "persist"), (16, "persist")]
@@ -53,6 +53,7 @@ def test_config_list_is_the_documented_one():
         assert sorted(c.tile_n for c in mine if c.scheduler == "streamk") == [8, 16, 32, 64]
         assert sorted(c.tile_n for c in mine if c.scheduler == "splitk") == [8, 16, 32, 64]
         assert sorted((c.tile_n, c.scheduler) for c in mine if c.cluster_m == 2) == [(128, "persist"), (256, "persist")]
+        assert [c.tile_n for c in mine if c.scheduler == "kpairs"] == [16]
     (s32,) = [c for c in CONFIGS if c.out == "s32"]
     assert (s32.tile_m, s32.tile_n, s32.schedule, s32.scheduler) == (128, 64, "coop", "persist")
     assert re.fullmatch(r"w4a8_sm90_bf16_t128x64x128_c1x1_s\d+_coop_persist", BF16_64)
@@ -61,7 +62,8 @@ def test_config_list_is_the_documented_one():
 def test_stages_come_from_the_shared_memory_budget():
     for c in CONFIGS:
         kernel_out = "s32" if c.scheduler == "splitk" else c.out  # split-K tiles store int32 partials
-        assert c.stages == stages_that_fit(kernel_out, c.tile_m, c.tile_n, fused_quant=c.fused_quant) >= 2, c.id
+        assert c.stages == stages_that_fit(kernel_out, c.tile_m, c.tile_n, fused_quant=c.fused_quant,
+                                           k_pairs=c.scheduler == "kpairs") >= 2, c.id
     for out in ("bf16", "s32"):
         depths = [stages_that_fit(out, 128, tile_n) for tile_n in (8, 16, 32, 64, 128, 256)]
         assert depths == sorted(depths, reverse=True)  # larger activation tiles, fewer stages
@@ -181,6 +183,11 @@ def test_emit_maps_every_field(tmp_path):
     assert source.read_text() == f"{cluster.id}|cutlass::bfloat16_t|128|256|4|ScheduleCoop|SchedulerPersistent|false|2"
     assert cluster.id == "w4a8_sm90_bf16_t128x256x128_c2x1_s4_coop_persist"
     assert cluster.takes(512) and not cluster.takes(384)  # an even number of 128-row weight tiles
+    pairs = TileConfig("bf16", 128, 16, 15, "coop", "kpairs")
+    (source,) = emit(tmp_path / "gen", [pairs], template)
+    assert source.read_text() == f"{pairs.id}|cutlass::bfloat16_t|128|16|15|ScheduleCoop|SchedulerKPairs|false|1"
+    assert pairs.takes(128, 256) and pairs.takes(384, 8192) and not pairs.takes(128, 384)  # pairs of k-blocks
+    assert stages_that_fit("bf16", 128, 16, k_pairs=True) < stages_that_fit("bf16", 128, 16)  # two activation tiles
     assert fused.id == "w4a8_sm90_bf16_t128x16x128_c1x1_s9_coop_persist_fq"
     assert (fused_max_k(8), fused_max_k(16)) == (8192, 4096)  # 64 KB of resident int8 activations
 

@@ -71,12 +71,14 @@ def test_select_config_is_total_and_compiled(build, out):
 
 def test_committed_heuristic_is_within_5_percent_of_the_measured_best(build):
     """The committed table is derived from H100 tuning runs (bench/results/h100/tune.json, all M; then re-tuned:
-    tune_decode.json, M <= 64, and tune_prefill.json, M >= 128, replacing those points): at every measured (shape, M)
+    tune_decode.json, M <= 64, tune_prefill.json, M >= 128, and tune_decode_kpairs.json, Llama-3-70B o and down at
+    M <= 64 with the K-pairs config, replacing those points): at every measured (shape, M)
     point its choice must be within 5% of the fastest compiled config. (The measurements are not monotone in tile_n:
     small weights prefer smaller token tiles, i.e. more CTAs, up to M = 256.)"""
     results = ROOT / "bench" / "results" / "h100"
     points: dict[tuple[int, int, int], dict[str, float]] = {}
-    for run in ("tune.json", "tune_decode.json", "tune_prefill.json"):  # later runs' points replace earlier ones
+    # later runs' points replace earlier ones
+    for run in ("tune.json", "tune_decode.json", "tune_prefill.json", "tune_decode_kpairs.json"):
         run_points: dict[tuple[int, int, int], dict[str, float]] = {}
         for row in json.loads((results / run).read_text())["measurements"]:
             if not row["error"]:
@@ -167,6 +169,22 @@ def test_check_config_refuses_a_cluster_config_on_unpaired_weight_tiles(build):
     qw = quantize_weight(torch.randn(384, 256), 128)
     with pytest.raises(ValueError, match="needs out_features divisible by 256, got 384"):
         ops.w4a8_gemm(x_q, torch.ones(2), qw, out_dtype=torch.bfloat16, config=pair)
+
+
+def test_k_pairs_configs_take_only_whole_pairs_of_k_blocks(build):
+    (pairs,) = ids(tile_n=16, scheduler="kpairs")
+    (split,) = ids(tile_n=16, scheduler="splitk")
+    build([pairs, split])
+    assert dispatch.check_config(pairs, "bf16", n=384, k=512) == pairs
+    with pytest.raises(ValueError, match="in_features divisible by 256, got 384"):
+        dispatch.check_config(pairs, "bf16", n=384, k=384)
+    x_q = torch.zeros(2, 384, dtype=torch.int8)
+    qw = quantize_weight(torch.randn(256, 384), 128)
+    with pytest.raises(ValueError, match="in_features divisible by 256, got 384"):
+        ops.w4a8_gemm(x_q, torch.ones(2), qw, out_dtype=torch.bfloat16, config=pairs)
+    # the dispatcher maps a K-pairs choice onto a compiled config that takes K (here the split-K twin)
+    assert dispatch._resolve(pairs, "bf16", 256, 384) == split
+    assert dispatch._resolve(pairs, "bf16", 256, 512) == pairs
 
 
 def test_tuned_cache_is_honoured(build, monkeypatch, tmp_path):

@@ -3,7 +3,7 @@ torch.compile, CUDA graphs, streams."""
 import pytest
 import torch
 
-from conftest import capture_graph, skip_unless_compiled
+from conftest import capture_graph, skip_unless_compiled, ulp_distance
 from liquidgemm import ops
 from liquidgemm.quantize import quantize_act_reference, quantize_weight
 from liquidgemm.reference import w4a8_gemm_reference, w4a8_gemm_reference_int32
@@ -16,16 +16,6 @@ def make_problem(m=5, n=256, k=384, group_size=128, dtype=torch.bfloat16, bias=T
     b = torch.randn(n, generator=g) if bias else None
     qw = quantize_weight(w, group_size).to(device)
     return x.to(device), qw, None if b is None else b.to(device)
-
-
-def ulp_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Distance in units in the last place between two fp16/bf16 tensors (sign-magnitude bit patterns)."""
-    def ordered(t):
-        bits = t.contiguous().view(torch.int16).int()
-        magnitude = bits & 0x7FFF
-        return torch.where(bits < 0, -magnitude, magnitude)
-
-    return (ordered(a) - ordered(b)).abs()
 
 
 # ---- registration and CPU impls ------------------------------------------------------------------------------------

@@ -4,6 +4,8 @@ A config id reads problem to schedule, e.g. ``w4a8_sm90_bf16_t128x64x128_c1x1_s1
 generated source file, the C++ entry points, the registry key, the tuning-cache value and ``config=`` overrides.
 ``c2x1`` (prefill tiles) puts two CTAs of adjacent weight rows in a cluster that shares every activation stage by
 TMA multicast; such a config needs an even number of 128-row weight tiles (N % 256 == 0).
+``kpairs`` (decode) gives each CTA one 64-row weight slice whose two consumer warp groups take its even and odd
+k-blocks, summed in shared memory: twice the CTAs of a 128-row tile without a second kernel; it needs K % 256 == 0.
 A trailing ``_fq`` (fused quantization) marks the decode configs that read the fp16/bf16 activations of
 ``w4a8_linear`` and quantize them inside the GEMM (one kernel per layer): at most tile_n tokens and
 K <= ``fused_max_k(tile_n)``, as each CTA keeps its tokens' whole quantized rows in shared memory.
@@ -23,8 +25,10 @@ from pathlib import Path
 OUT_TYPES = {"bf16": "cutlass::bfloat16_t", "f16": "cutlass::half_t", "s32": "int32_t"}
 SCHEDULES = {"coop": "ScheduleCoop", "pp": "SchedulePingpong"}
 # persist: data-parallel persistent tiles; streamk: CUTLASS's stream-K; splitk: K slices as the batch mode of an
-# int32 GEMM + one reduce/scale kernel (decode: fills the SMs when output tiles are few)
-SCHEDULERS = {"persist": "SchedulerPersistent", "streamk": "SchedulerStreamK", "splitk": "SchedulerSplitK"}
+# int32 GEMM + one reduce/scale kernel (decode: fills the SMs when output tiles are few); kpairs: persistent over
+# 64-row weight slices, the two consumer warp groups taking even / odd k-blocks, summed in shared memory (decode)
+SCHEDULERS = {"persist": "SchedulerPersistent", "streamk": "SchedulerStreamK", "splitk": "SchedulerSplitK",
+              "kpairs": "SchedulerKPairs"}
 TILE_K = 128  # one packed k-block; fixed by the weight format
 
 _ID_RE = re.compile(
@@ -64,7 +68,7 @@ class TileConfig:
         need_m = {"coop": 128, "pp": 64}[self.schedule]
         if self.tile_m != need_m:
             raise ValueError(f"schedule {self.schedule!r} needs tile_m == {need_m}, got {self.tile_m}")
-        if self.scheduler in ("streamk", "splitk") and self.schedule != "coop":
+        if self.scheduler in ("streamk", "splitk", "kpairs") and self.schedule != "coop":
             raise ValueError(f"scheduler {self.scheduler!r} is only implemented for schedule 'coop'")
         if self.fused_quant and (self.out == "s32" or self.schedule != "coop" or self.scheduler != "persist"):
             raise ValueError("fused quantization needs a bf16/f16 output (the activations' type), schedule 'coop' "
@@ -97,10 +101,10 @@ class TileConfig:
         except ValueError as err:
             raise ValueError(f"invalid config id {config_id!r}: {err}") from None
 
-    def takes(self, n: int) -> bool:
-        """Whether this config can run a weight of n output channels (a multiple of 128): a 2x1 cluster needs an even
-        number of 128-row tiles."""
-        return n % (self.tile_m * self.cluster_m) == 0
+    def takes(self, n: int, k: int = 0) -> bool:
+        """Whether this config can run a weight of n output channels and k inputs (multiples of 128; k = 0: any): a 2x1
+        cluster needs an even number of 128-row tiles, a K-pairs config pairs of 128-wide k-blocks."""
+        return n % (self.tile_m * self.cluster_m) == 0 and (self.scheduler != "kpairs" or k % (2 * TILE_K) == 0)
 
     def template_fields(self) -> dict[str, str]:
         """Substitutions for kernels/w4a8_gemm.cu.in (@NAME@ placeholders)."""
@@ -121,19 +125,21 @@ def fused_max_k(tile_n: int) -> int:
     return FUSED_ACT_BYTES // (tile_n * TILE_K) * TILE_K
 
 
-def stages_that_fit(out: str, tile_m: int, tile_n: int, max_stages: int = 24, fused_quant: bool = False) -> int:
+def stages_that_fit(out: str, tile_m: int, tile_n: int, max_stages: int = 24, fused_quant: bool = False,
+                    k_pairs: bool = False) -> int:
     """Deepest ring that fits: decode tiles are tiny, so many stages keep enough weight bytes in flight to cover
     HBM latency; large tiles get >= 4 stages so loads stay ahead of the tensor cores.
     The kernel static_asserts that the whole shared storage fits."""
     stage = tile_m * TILE_K // 2 + tile_m * 4                    # 4-bit weights + group params
-    stage += 0 if fused_quant else tile_n * TILE_K               # + int8 activations (fused: resident instead)
+    stage += 0 if fused_quant else tile_n * TILE_K * (2 if k_pairs else 1)  # + int8 activations (fused: resident)
     reserve = EPILOGUE_RESERVE * (2 if out == "s32" else 1) + (FUSED_ACT_BYTES if fused_quant else 0)
+    reserve += tile_n * 64 * 4 if k_pairs else 0                # one warp group's int32 partial sums
     return max(2, min(max_stages, (SMEM_PER_BLOCK - reserve) // stage))
 
 
 def _coop(out: str, tile_n: int, scheduler: str, fused_quant: bool = False, cluster_m: int = 1) -> TileConfig:
     kernel_out = "s32" if scheduler == "splitk" else out  # split-K tiles store int32 partials
-    stages = stages_that_fit(kernel_out, 128, tile_n, fused_quant=fused_quant)
+    stages = stages_that_fit(kernel_out, 128, tile_n, fused_quant=fused_quant, k_pairs=scheduler == "kpairs")
     return TileConfig(out, 128, tile_n, stages, "coop", scheduler, fused_quant, cluster_m)
 
 
@@ -143,6 +149,9 @@ CONFIGS: list[TileConfig] = [
     for out in ("bf16", "f16")
     for tile_n in (8, 16, 32, 64, 128, 256)
     for scheduler in (("persist", "streamk", "splitk") if tile_n <= 64 else ("persist",))
+] + [
+    _coop(out, 16, "kpairs")  # decode shapes with half as many 128-row weight tiles as SMs (Llama-3-70B o)
+    for out in ("bf16", "f16")
 ] + [
     _coop(out, tile_n, "persist", fused_quant=True)  # decode: quantize inside the GEMM, one kernel per layer
     for out in ("bf16", "f16")
@@ -154,11 +163,11 @@ CONFIGS: list[TileConfig] = [
 ] + [_coop("s32", 64, "persist")]  # raw int32 accumulators: the exact debug path
 
 # What CI compiles on a 2-core machine: one production config, the int32 debug config, one fused-quantization
-# config (the mainloop's other activation path), one split-K config (int32 partials + the reduce kernel) and one
-# 2x1-cluster config (activation multicast).
+# config (the mainloop's other activation path), one split-K config (int32 partials + the reduce kernel), one
+# 2x1-cluster config (activation multicast) and one K-pairs config (warp groups splitting K).
 CI_CONFIGS: list[TileConfig] = [_coop("bf16", 64, "persist"), _coop("s32", 64, "persist"),
                                 _coop("bf16", 8, "persist", fused_quant=True), _coop("bf16", 8, "splitk"),
-                                _coop("bf16", 128, "persist", cluster_m=2)]
+                                _coop("bf16", 128, "persist", cluster_m=2), _coop("bf16", 16, "kpairs")]
 
 
 def select(selection: str) -> list[TileConfig]:

@@ -67,12 +67,13 @@ def list_configs(out_dtype=None, fused_quant: bool | None = None) -> list[str]:
     return list(_compiled_ids(None if out_dtype is None else normalize_out(out_dtype), fused_quant))
 
 
-def check_config(config_id: str, out_dtype, *, n: int | None = None,
+def check_config(config_id: str, out_dtype, *, n: int | None = None, k: int | None = None,
                  linear_shape: tuple[int, int] | None = None) -> str:
     """`config_id` if it is a compiled config writing `out_dtype` that can run the call, else ValueError saying
-    why (cheap enough for every call that forces a config). `n`: the weight's output channels (None: not checked;
-    a 2x1 cluster needs an even number of 128-row tiles). `linear_shape`: (m, k) of a `w4a8_linear` call; None
-    for `w4a8_gemm`, which takes int8 activations and so no fused-quantization config."""
+    why (cheap enough for every call that forces a config). `n`, `k`: the weight's output and input channels
+    (None: not checked; a 2x1 cluster needs an even number of 128-row tiles, a K-pairs config K % 256 == 0).
+    `linear_shape`: (m, k) of a `w4a8_linear` call; None for `w4a8_gemm`, which takes int8 activations and so no
+    fused-quantization config."""
     valid = _compiled_ids(normalize_out(out_dtype))
     if config_id not in valid:
         raise ValueError(f"config: {config_id!r} is not a compiled config for out_dtype {normalize_out(out_dtype)}; "
@@ -81,6 +82,9 @@ def check_config(config_id: str, out_dtype, *, n: int | None = None,
     if n is not None and not chosen.takes(n):
         raise ValueError(f"config: {config_id!r} pairs 128-row weight tiles in a {chosen.cluster_m}x1 cluster: it "
                          f"needs out_features divisible by {chosen.tile_m * chosen.cluster_m}, got {n}")
+    if k is not None and not chosen.takes(0, k):  # n = 0: only k checked here
+        raise ValueError(f"config: {config_id!r} splits K into pairs of 128-wide k-blocks: it needs "
+                         f"in_features divisible by 256, got {k}")
     if chosen.fused_quant:
         if linear_shape is None:
             raise ValueError(f"config: {config_id!r} quantizes the activations inside the GEMM (an '_fq' config): "
@@ -173,10 +177,10 @@ def _tuned_choice(m: int, n: int, k: int, group_size: int, out: str) -> str | No
 
 
 @functools.cache
-def _resolve(config_id: str, out: str, n: int = 0) -> str:
+def _resolve(config_id: str, out: str, n: int = 0, k: int = 0) -> str:
     """`config_id` with its output dtype set to `out`, mapped onto a compiled config that takes n output channels
-    (n = 0: any; a 2x1 cluster needs an even number of weight tiles). Memoised: a table or cache names only a few
-    distinct ids, and a model only a few n."""
+    and k inputs (0: any; a 2x1 cluster needs an even number of weight tiles, a K-pairs config K % 256 == 0).
+    Memoised: a table or cache names only a few distinct ids, and a model only a few (n, k)."""
     chosen = TileConfig.parse(config_id)
     # split-K tiles are an int32 GEMM + a float reduction; the raw int32 output is the plain persistent GEMM
     scheduler = "persist" if out == "s32" and chosen.scheduler == "splitk" else chosen.scheduler
@@ -185,10 +189,11 @@ def _resolve(config_id: str, out: str, n: int = 0) -> str:
     if not candidates:
         raise ValueError(f"out_dtype: this build has no config writing {out}; "
                          f"compiled configs: {', '.join(list_configs()) or '(none)'}")
-    candidates = [c for c in candidates if n == 0 or c.takes(n)]
+    candidates = [c for c in candidates if c.takes(n, k)]
     if not candidates:
-        raise ValueError(f"n: this build has no {out} config for {n} output channels (its configs all pair 128-row "
-                         f"weight tiles in 2x1 clusters); compiled configs: {', '.join(list_configs())}")
+        raise ValueError(f"n, k: this build has no {out} config for {n} output channels and K = {k} (its configs "
+                         f"all pair 128-row weight tiles in 2x1 clusters or split K in pairs of k-blocks); "
+                         f"compiled configs: {', '.join(list_configs())}")
 
     def distance(c: TileConfig) -> tuple:
         # same tile first (other scheduler, then other stages), then the nearest tile_n (the larger on a tie:
@@ -210,7 +215,7 @@ def _check_dims(m, n, k, group_size) -> None:
 def heuristic_config(m: int, n: int, k: int, group_size: int, out_dtype) -> str:
     """The heuristic table's choice for this problem (ignoring any tuning cache), mapped onto a compiled config."""
     _check_dims(m, n, k, group_size)
-    return _resolve(heuristic_table().lookup(m, n, k), normalize_out(out_dtype), n)
+    return _resolve(heuristic_table().lookup(m, n, k), normalize_out(out_dtype), n, k)
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -219,7 +224,7 @@ def select_config(m: int, n: int, k: int, group_size: int, out_dtype) -> str:
     _check_dims(m, n, k, group_size)
     out = normalize_out(out_dtype)
     tuned = _tuned_choice(m, n, k, group_size, out)
-    return heuristic_config(m, n, k, group_size, out) if tuned is None else _resolve(tuned, out, n)
+    return heuristic_config(m, n, k, group_size, out) if tuned is None else _resolve(tuned, out, n, k)
 
 
 # The fused-quantization rule, from `bench/fused_decode.py` on the H100 (bench/results/h100/fused_decode.json). A

@@ -203,8 +203,8 @@ def _check_linear(x, packed, s1, bias, n: int, k: int) -> None:
     _check_device_ready(x)
 
 
-def _check_config(config, out_dtype, n: int, linear_x: torch.Tensor | None = None) -> str:
-    """`config` ("" for none) checked for `out_dtype` and the weight's `n` output channels; `linear_x`: the
+def _check_config(config, out_dtype, n: int, k: int, linear_x: torch.Tensor | None = None) -> str:
+    """`config` ("" for none) checked for `out_dtype` and the weight's `n` x `k` shape; `linear_x`: the
     activations of a w4a8_linear call, whose (m, k) a forced fused-quantization config must take (read only when a
     config is forced: this is the hot path)."""
     if config is None or config == "":
@@ -214,7 +214,7 @@ def _check_config(config, out_dtype, n: int, linear_x: torch.Tensor | None = Non
     from . import dispatch
 
     linear_shape = None if linear_x is None else (linear_x.numel() // linear_x.shape[-1], linear_x.shape[-1])
-    dispatch.check_config(config, out_dtype, n=n, linear_shape=linear_shape)
+    dispatch.check_config(config, out_dtype, n=n, k=k, linear_shape=linear_shape)
     return config
 
 
@@ -254,7 +254,7 @@ def w4a8_gemm(x_q: torch.Tensor, x_scale: torch.Tensor, qw: QuantizedWeight, out
     if x_q.is_cuda and not torch.compiler.is_compiling():
         check_alignment("x_q", x_q)
     _check_device_ready(x_q)
-    config = _check_config(config, out_dtype, qw.out_features)
+    config = _check_config(config, out_dtype, qw.out_features, qw.in_features)
     gemm = _gemm_cuda if _eager_cuda(x_q) else _gemm_op
     return gemm(x_q, x_scale, qw.packed, qw.params, qw.s1, bias, qw.group_size, out_dtype, config)
 
@@ -264,7 +264,7 @@ def w4a8_linear(x: torch.Tensor, qw: QuantizedWeight, bias=None, config=None) ->
     if not isinstance(qw, QuantizedWeight):
         raise TypeError(f"qw: expected a liquidgemm.QuantizedWeight, got {type(qw).__name__}")
     _check_linear(x, qw.packed, qw.s1, bias, qw.out_features, qw.in_features)
-    config = _check_config(config, x.dtype, qw.out_features, linear_x=x)
+    config = _check_config(config, x.dtype, qw.out_features, qw.in_features, linear_x=x)
     linear = _linear_cuda if _eager_cuda(x) else _linear_op
     return linear(x, qw.packed, qw.params, qw.s1, bias, qw.group_size, config)
 
@@ -274,7 +274,7 @@ def linear_from_buffers(x, packed, params, s1, bias, group_size: int, config: st
     (``nn.W4A8Linear`` holds them as module buffers); checks only ``x``, ``bias`` and a forced ``config``."""
     n, k = s1.shape[0], packed.shape[1] * CHUNK_COLS
     _check_linear(x, packed, s1, bias, n, k)
-    config = _check_config(config, x.dtype, n, linear_x=x)  # a forced config must write x's dtype and take the call
+    config = _check_config(config, x.dtype, n, k, linear_x=x)  # a forced config must write x's dtype and take the call
     linear = _linear_cuda if _eager_cuda(x) else _linear_op
     return linear(x, packed, params, s1, bias, group_size, config)
 

@@ -13,6 +13,11 @@
 // With ActIn = bf16 / fp16 (the fused decode path: one kernel per linear layer) there is no activation TMA: before
 // the first tile the consumers quantize the CTA's whole token rows, all of K, into a resident int8 B buffer
 // (fused_act_quant.hpp), which every k-block's WGMMAs then read, while the producer already streams weights.
+// With KPairs (decode shapes with few weight tiles) a CTA owns one 64-row weight slice and its two consumer warp
+// groups split K: stage k carries the slice's k-blocks 2k (warp group 0) and 2k + 1 (warp group 1), 8 KB in a row,
+// and warp group 1's partial sums move to warp group 0 through shared memory after the last stage. The kernel sees a
+// tile of 128 rows whose second 64 lie past the problem's M = 64 (the epilogue clips them), with one batch (L) per
+// weight slice: twice the CTAs of 128-row tiles without a second kernel to sum K slices.
 #pragma once
 
 #include <type_traits>
@@ -36,7 +41,8 @@ namespace liquidgemm::collective {
 
 using namespace cute;
 
-template <int Stages, class ClusterShape_, class KernelSchedule, class TileShape_, class ActIn_ = int8_t>
+template <int Stages, class ClusterShape_, class KernelSchedule, class TileShape_, class ActIn_ = int8_t,
+          bool KPairs = false>
 struct MainloopLiquidW4A8 {
   using DispatchPolicy = MainloopSm90LiquidW4A8<Stages, ClusterShape_, KernelSchedule>;
   using TileShape = TileShape_;
@@ -52,6 +58,9 @@ struct MainloopLiquidW4A8 {
   static constexpr bool kQuantizesAct = !std::is_same_v<ActIn, int8_t>;
   static constexpr int kConsumerThreads = kSlices * cutlass::NumThreadsPerWarpGroup;
   static constexpr int kClusterM = size<0>(ClusterShape_{});       // CTAs sharing (multicasting) a token tile
+  static constexpr bool kKPairs = KPairs;                          // warp group w: k-blocks 2k + w of one slice
+  static constexpr int kBlocksPerStage = kKPairs ? 2 : 1;          // k-blocks (weights and activations) per stage
+  static constexpr int kSlicesPerStage = kSlices / kBlocksPerStage;
 
   static_assert(kTileK == format::kBlockK, "one pipeline stage holds exactly one packed k-block");
   static_assert(kTileM % format::kSliceRows == 0, "the weight tile is made of whole 64-row slices");
@@ -62,6 +71,9 @@ struct MainloopLiquidW4A8 {
   static_assert(Stages >= 2, "the ring needs at least two stages");
   static_assert(!kQuantizesAct || std::is_same_v<KernelSchedule, cutlass::gemm::KernelTmaWarpSpecializedCooperative>,
                 "the fused quantizer fills one activation buffer for the warp groups of a cooperative tile");
+  static_assert(!kKPairs || (kSlices == 2 && kClusterM == 1 && !kQuantizesAct &&
+                             std::is_same_v<KernelSchedule, cutlass::gemm::KernelTmaWarpSpecializedCooperative>),
+                "K pairs: the two consumer warp groups of a cooperative 128-row tile, int8 activations, no cluster");
 
   // The operand types as CUTLASS's kernel layer sees them. A is never read through StrideA: the packed chunks
   // have their own layout (format.hpp); the type only tells the kernel the element is a signed byte.
@@ -83,7 +95,8 @@ struct MainloopLiquidW4A8 {
   static constexpr int kFusedMaxK = kFusedMaxKBlocks * kTileK;
   using SmemLayoutAtomB = GMMA::Layout_K_SW128_Atom<int8_t>;
   using SmemLayoutB = decltype(tile_to_shape(
-      SmemLayoutAtomB{}, make_shape(Int<kTileN>{}, Int<kTileK>{}, Int<kQuantizesAct ? kFusedMaxKBlocks : Stages>{})));
+      SmemLayoutAtomB{},
+      make_shape(Int<kTileN>{}, Int<kTileK>{}, Int<kQuantizesAct ? kFusedMaxKBlocks : Stages * kBlocksPerStage>{})));
   using FusedQuant = FusedActQuant<std::conditional_t<kQuantizesAct, ActIn, cutlass::bfloat16_t>, kConsumerThreads,
                                    kTileN>;
 
@@ -92,10 +105,15 @@ struct MainloopLiquidW4A8 {
   static constexpr int NumProducerThreadEvents = 1;
 
   static constexpr int kWeightStageBytes = kSlices * format::kChunkBytes;
-  static constexpr int kParamStageBytes = kSlices * format::kMaxGroupsPerBlock * format::kParamBytesPerGroup;
-  static constexpr int kActStageBytes = kQuantizesAct ? 0 : kTileN * kTileK;  // the fused path loads none
+  static constexpr int kParamSlotBytes = format::kMaxGroupsPerBlock * format::kParamBytesPerGroup;  // per warp group
+  static constexpr int kParamStageBytes = kSlices * kParamSlotBytes;
+  static constexpr int kActStageBytes = kQuantizesAct ? 0 : kBlocksPerStage * kTileN * kTileK;  // fused: none
 
   struct NoFusedStorage {};
+  // K pairs: warp group 1's accumulators on their way to warp group 0, element i of thread t at [i][t].
+  struct KPairExchange {
+    cute::array_aligned<int32_t, kTileN / 2 * cutlass::NumThreadsPerWarpGroup, 16> partial;
+  };
 
   struct SharedStorage {
     struct TensorStorage : cute::aligned_struct<128, _0> {
@@ -103,6 +121,7 @@ struct MainloopLiquidW4A8 {
       cute::array_aligned<uint8_t, kWeightStageBytes * Stages, 128> smem_weight;
       cute::array_aligned<uint8_t, kParamStageBytes * Stages, 128> smem_params;
       std::conditional_t<kQuantizesAct, typename FusedQuant::SharedStorage, NoFusedStorage> fused;  // token scales
+      std::conditional_t<kKPairs, KPairExchange, NoFusedStorage> exchange;
     } tensors;
     using PipelineStorage = typename MainloopPipeline::SharedStorage;
     PipelineStorage pipeline;
@@ -119,6 +138,7 @@ struct MainloopLiquidW4A8 {
     StrideB dB{};
     int group_size = 128;
     int splits = 1;  // split-K: the problem's K is one of `splits` slices of the weight's K, and L = splits
+                     // (K pairs: M = 64, K = half of the weight's K, L = weight slices; splits stays 1)
   };
 
   using TmaLoadB = std::conditional_t<kClusterM == 1, SM90_TMA_LOAD, SM90_TMA_LOAD_MULTICAST>;
@@ -148,12 +168,13 @@ struct MainloopLiquidW4A8 {
     auto [M, N, K, L] = append<4>(problem_shape, 1);
     // The fused path never uses the descriptor; it is built on x's (larger) allocation so that it is valid.
     int8_t const* act = kQuantizesAct ? reinterpret_cast<int8_t const*>(args.ptr_x) : args.ptr_act;
-    Tensor tensor_b = make_tensor(act, make_layout(make_shape(N, K, L), args.dB));
+    // K pairs: every batch (weight slice) reads the same activations, all of K.
+    Tensor tensor_b = make_tensor(act, make_layout(make_shape(N, kKPairs ? 2 * K : K, kKPairs ? 1 : L), args.dB));
     TmaB tma_b = make_tma_copy_B_sm90(TmaLoadB{}, tensor_b, SmemLayoutB{}(_, _, Int<0>{}), TileShape{},
                                       ClusterShape{});
     int param_bytes = groups_per_block(args.group_size) * format::kParamBytesPerGroup;
     uint32_t tx = uint32_t(kSlices * (format::kChunkBytes + param_bytes) + kActStageBytes);
-    int const row_k = int(K) * args.splits;
+    int const row_k = int(K) * (kKPairs ? 2 : args.splits);
     return {tma_b, args.ptr_weight, args.ptr_params, row_k / kTileK, int(K) / kTileK, row_k / args.group_size,
             args.group_size, param_bytes, tx, args.ptr_x, int(N), args.ptr_act_scale};
   }
@@ -161,7 +182,7 @@ struct MainloopLiquidW4A8 {
   template <class ProblemShape>
   static bool can_implement(ProblemShape const& problem_shape, Arguments const& args) {
     auto [M, N, K, L] = append<4>(problem_shape, 1);
-    int64_t const row_k = int64_t(K) * args.splits;  // split-K: L = splits slices of K
+    int64_t const row_k = int64_t(K) * (kKPairs ? 2 : args.splits);  // split-K: L = splits slices of K
     bool group_ok = args.group_size == 64 || (args.group_size % kTileK == 0 && row_k % args.group_size == 0);
     // The fused path quantizes one token tile's whole rows into shared memory: all tokens fit in the tile, all
     // of K in the buffer, and no K split.
@@ -169,8 +190,11 @@ struct MainloopLiquidW4A8 {
                                             reinterpret_cast<uintptr_t>(args.ptr_x) % 16 == 0
                                       : reinterpret_cast<uintptr_t>(args.ptr_act) % 16 == 0;
     // A cluster's CTAs take adjacent weight tiles: a whole number of clusters (no CTA past the last weight row).
-    return M % (kTileM * kClusterM) == 0 && K % kTileK == 0 && group_ok && N >= 1 && args.splits >= 1 &&
-           L == args.splits && reinterpret_cast<uintptr_t>(args.ptr_weight) % 16 == 0 &&
+    // K pairs: one 64-row slice per batch.
+    bool const tiles_ok = kKPairs ? M == format::kSliceRows && args.splits == 1 && L >= 1
+                                  : M % (kTileM * kClusterM) == 0 && args.splits >= 1 && L == args.splits;
+    return tiles_ok && K % kTileK == 0 && group_ok && N >= 1 &&
+           reinterpret_cast<uintptr_t>(args.ptr_weight) % 16 == 0 &&
            reinterpret_cast<uintptr_t>(args.ptr_params) % 16 == 0 && act_ok;
   }
 
@@ -184,7 +208,7 @@ struct MainloopLiquidW4A8 {
     auto [M, N, K, L] = problem_shape_mnkl;
     Tensor gA_mkl = local_tile(make_identity_tensor(make_shape(M, K, L)), TileShape{}, make_coord(_, _, _),
                                Step<_1, Underscore, _1>{});
-    Tensor mB_nkl = params.tma_load_b.get_tma_tensor(make_shape(N, K, L));
+    Tensor mB_nkl = params.tma_load_b.get_tma_tensor(make_shape(N, kKPairs ? 2 * K : K, kKPairs ? 1 : L));
     Tensor gB_nkl = local_tile(mB_nkl, TileShape{}, make_coord(_, _, _), Step<Underscore, _1, _1>{});
     return cute::make_tuple(gA_mkl, gB_nkl);
   }
@@ -200,7 +224,7 @@ struct MainloopLiquidW4A8 {
     }
     Tensor sB = make_tensor(make_smem_ptr(shared_tensors.smem_B.data()), SmemLayoutB{});
     auto [m_coord, n_coord, k_coord, l_coord] = blk_coord;
-    Tensor gB = get<1>(load_inputs)(_, _, n_coord, _, l_coord);                     // (BLK_N, BLK_K, k)
+    Tensor gB = get<1>(load_inputs)(_, _, n_coord, _, kKPairs ? 0 : l_coord);      // (BLK_N, BLK_K, k)
     // This CTA's share of the token tile, multicast to every CTA of the cluster (all of them share it).
     uint32_t const cluster_rank = kClusterM == 1 ? 0 : cute::block_rank_in_cluster();
     auto block_tma_b = params.tma_load_b.get_slice(cluster_rank);
@@ -208,31 +232,57 @@ struct MainloopLiquidW4A8 {
     Tensor tBgB = block_tma_b.partition_S(gB);
     Tensor tBsB = block_tma_b.partition_D(sB);
 
-    int const first_slice = int(m_coord) * kSlices;
-    int const split_first_block = int(l_coord) * params.split_k_blocks;  // weight k-block of this split's k = 0
+    // K pairs: both warp groups' chunks come from slice l, k-blocks 2k and 2k + 1.
+    int const first_slice = kKPairs ? int(l_coord) : int(m_coord) * kSlices;
+    int const split_first_block = kKPairs ? 0 : int(l_coord) * params.split_k_blocks;  // weight k-block of k = 0
+    int const first_block = split_first_block + int(*k_tile_iter) * kBlocksPerStage;  // in the whole weight row
     if (first_load_) {
-      start_after_prior_grids(params, first_slice, split_first_block + int(*k_tile_iter), k_tile_count);
+      start_after_prior_grids(params, first_slice, first_block, k_tile_count);
       first_load_ = false;
     }
+    // A K-pairs stage is one 8 KB copy of the slice's k-blocks 2k, 2k + 1 and their group params, its sources moved
+    // on by pointer and GroupCursor; the other configs recompute theirs per stage (an integer division for the group).
+    // Each is the faster of the two for its access pattern: the producer's per-stage issue timing moved decode GEMMs
+    // by 5-12%, in opposite directions for the two (bench/NOTES.md).
+    uint8_t const* pair_weight =
+        params.weight + (int64_t(first_slice) * params.k_blocks + first_block) * format::kChunkBytes;
+    uint8_t const* const pair_params =
+        params.params + int64_t(first_slice) * params.groups * format::kParamBytesPerGroup;
+    GroupCursor pair_group(params.group_size, first_block);
     CUTLASS_PRAGMA_NO_UNROLL
     for (; k_tile_count > 0; --k_tile_count, ++k_tile_iter, ++smem_pipe_write) {
       pipeline.producer_acquire(smem_pipe_write);
       uint64_t* barrier = pipeline.producer_get_barrier(smem_pipe_write);
       int const stage = smem_pipe_write.index();
-      int const k_block = split_first_block + int(*k_tile_iter);  // in the whole weight row
-      int const first_group = group_of_block(params, k_block);
-      CUTLASS_PRAGMA_UNROLL
-      for (int s = 0; s < kSlices; ++s) {
-        int64_t const slice = first_slice + s;
-        SM90_BULK_COPY_G2S::copy(params.weight + (slice * params.k_blocks + k_block) * format::kChunkBytes,
-                                 barrier, weight_stage(shared_tensors, stage) + s * format::kChunkBytes,
-                                 format::kChunkBytes);
-        SM90_BULK_COPY_G2S::copy(
-            params.params + (slice * params.groups + first_group) * format::kParamBytesPerGroup, barrier,
-            param_stage(shared_tensors, stage) + s * format::kMaxGroupsPerBlock * format::kParamBytesPerGroup,
-            params.param_bytes);
+      if constexpr (kKPairs) {
+        SM90_BULK_COPY_G2S::copy(pair_weight, barrier, weight_stage(shared_tensors, stage), kWeightStageBytes);
+        pair_weight += kWeightStageBytes;
+        CUTLASS_PRAGMA_UNROLL
+        for (int s = 0; s < kBlocksPerStage; ++s) {
+          SM90_BULK_COPY_G2S::copy(pair_params + pair_group.offset, barrier,
+                                   param_stage(shared_tensors, stage) + s * kParamSlotBytes, params.param_bytes);
+          pair_group.next();
+        }
+      } else {
+        int const k_block = split_first_block + int(*k_tile_iter);  // in the whole weight row
+        int const first_group = group_of_block(params, k_block);
+        CUTLASS_PRAGMA_UNROLL
+        for (int s = 0; s < kSlices; ++s) {
+          int64_t const slice = first_slice + s;
+          SM90_BULK_COPY_G2S::copy(params.weight + (slice * params.k_blocks + k_block) * format::kChunkBytes,
+                                   barrier, weight_stage(shared_tensors, stage) + s * format::kChunkBytes,
+                                   format::kChunkBytes);
+          SM90_BULK_COPY_G2S::copy(params.params + (slice * params.groups + first_group) * format::kParamBytesPerGroup,
+                                   barrier, param_stage(shared_tensors, stage) + s * kParamSlotBytes,
+                                   params.param_bytes);
+        }
       }
-      if constexpr (!kQuantizesAct) {
+      if constexpr (kKPairs) {
+        CUTLASS_PRAGMA_UNROLL
+        for (int s = 0; s < kBlocksPerStage; ++s) {
+          copy(params.tma_load_b.with(*barrier), tBgB(_, _, _, 2 * *k_tile_iter + s), tBsB(_, _, _, 2 * stage + s));
+        }
+      } else if constexpr (!kQuantizesAct) {
         if constexpr (kClusterM == 1) {
           copy(params.tma_load_b.with(*barrier), tBgB(_, _, _, *k_tile_iter), tBsB(_, _, _, stage));
         } else {
@@ -291,7 +341,7 @@ struct MainloopLiquidW4A8 {
     uint8_t const* const chunk_base = shared_tensors.smem_weight.data() + warp_group * format::kChunkBytes +
                                       t * format::kThreadBytesPerHalf;
     uint16_t const* const params_base = reinterpret_cast<uint16_t const*>(
-        shared_tensors.smem_params.data() + warp_group * format::kMaxGroupsPerBlock * format::kParamBytesPerGroup);
+        shared_tensors.smem_params.data() + warp_group * kParamSlotBytes);
 
     // Shared -> registers -> LiquidQuant dequant of one whole stage into one A register set.
     auto dequant_stage = [&](int stage, auto& frag) {
@@ -318,7 +368,7 @@ struct MainloopLiquidW4A8 {
     // resident buffer (fused).
     int k_block = 0;
     auto issue_stage = [&](int stage, auto& frag) {
-      int const b_tile = kQuantizesAct ? k_block : stage;
+      int const b_tile = kQuantizesAct ? k_block : kKPairs ? 2 * stage + warp_group : stage;
       warpgroup_arrive();
       CUTLASS_PRAGMA_UNROLL
       for (int ks = 0; ks < kKSteps; ++ks) {
@@ -360,6 +410,9 @@ struct MainloopLiquidW4A8 {
       }
     }
     warpgroup_fence_operand(accum);
+    if constexpr (kKPairs) {
+      add_odd_blocks(accum, warp_group, t, shared_tensors);
+    }
   }
 
   // Waits for the last WGMMAs and releases the stage(s) that mma() has not released.
@@ -382,8 +435,49 @@ struct MainloopLiquidW4A8 {
     pipeline.consumer_release(state);
   }
 
+  // K pairs: warp group 0 adds warp group 1's partial sums (same fragment layout: element i of thread t is the
+  // same output in both), so that its rows, the tile's first 64 and the only ones stored, cover all of K.
+  template <class FrgTensorC>
+  CUTLASS_DEVICE static void add_odd_blocks(FrgTensorC& accum, int warp_group, int t, TensorStorage& shared_tensors) {
+    static_assert(decltype(size(accum))::value == kTileN / 2, "a 64 x N int32 fragment per warp group");
+    constexpr int kExchangeBarrier = 3;  // user barrier ids 1, 2: release_stage; 3: this exchange
+    warpgroup_wait<0>();
+    warpgroup_fence_operand(accum);
+    int32_t* const partial = shared_tensors.exchange.partial.data() + t;
+    if (warp_group == 1) {
+      CUTLASS_PRAGMA_UNROLL
+      for (int i = 0; i < size(accum); ++i) partial[i * cutlass::NumThreadsPerWarpGroup] = accum(i);
+    }
+    cutlass::arch::NamedBarrier::sync(kConsumerThreads, kExchangeBarrier);
+    if (warp_group == 0) {
+      CUTLASS_PRAGMA_UNROLL
+      for (int i = 0; i < size(accum); ++i) accum(i) += partial[i * cutlass::NumThreadsPerWarpGroup];
+    }
+    // Warp group 1 rewrites the buffer only after its next tile's mainloop; the epilogue's barriers in between
+    // order that after these reads.
+    warpgroup_fence_operand(accum);
+  }
+
   bool first_load_ = true;     // per producer thread: the first tile of this CTA starts with the PDL prologue
   bool act_ready_ = false;     // per consumer thread (fused path): the quantized activations are in shared memory
+
+  // Byte offset of a k-block's group params within its slice's, moved one k-block on without a division: group size
+  // 64 puts two groups (256 bytes) in every k-block, a larger one 128 bytes in every group_size / 128 k-blocks.
+  struct GroupCursor {
+    int offset, block_in_group, blocks_per_group, step;
+    CUTLASS_DEVICE GroupCursor(int group_size, int k_block)
+        : blocks_per_group(group_size == 64 ? 1 : group_size / kTileK),
+          step(group_size == 64 ? 2 * format::kParamBytesPerGroup : format::kParamBytesPerGroup) {
+      offset = k_block / blocks_per_group * step;
+      block_in_group = k_block % blocks_per_group;
+    }
+    CUTLASS_DEVICE void next() {
+      if (++block_in_group == blocks_per_group) {
+        block_in_group = 0;
+        offset += step;
+      }
+    }
+  };
 
   // First group of k-block k_block: groups 2k, 2k+1 with group size 64, else the one group containing the block.
   CUTLASS_DEVICE static int group_of_block(Params const& params, int k_block) {
@@ -395,12 +489,13 @@ struct MainloopLiquidW4A8 {
   // the mainloop, the epilogue and the stream-K fixup) comes after the wait.
   CUTLASS_DEVICE static void start_after_prior_grids(Params const& params, int first_slice, int k_block,
                                                      int k_tile_count) {
-    int const blocks = k_tile_count < Stages ? k_tile_count : Stages;
+    // K pairs: the ring's k-blocks are consecutive ones of the one slice
+    int const blocks = (k_tile_count < Stages ? k_tile_count : Stages) * kBlocksPerStage;
     int const first_group = group_of_block(params, k_block);
     int const groups = group_of_block(params, k_block + blocks - 1) + groups_per_block(params.group_size) -
                        first_group;
     CUTLASS_PRAGMA_UNROLL
-    for (int s = 0; s < kSlices; ++s) {
+    for (int s = 0; s < kSlicesPerStage; ++s) {
       int64_t const slice = first_slice + s;
       arch::prefetch_l2(params.weight + (slice * params.k_blocks + k_block) * format::kChunkBytes,
                         uint32_t(blocks * format::kChunkBytes));

@@ -27,16 +27,23 @@ struct TokenChannelScale {
   using Scaled = Sm90EVT<Sm90Compute<cutlass::multiplies, float, float, kRound>, TokenScaled, ChannelScale>;
   using Callbacks = Sm90EVT<Sm90Compute<cutlass::plus, OutT, float, kRound>, Scaled, Bias>;
 
-  // A null bias reads as 0 (x + 0 == x, so outputs without bias are exact).
-  static typename Callbacks::Arguments arguments(float const* act_scale, float const* s1, float const* bias) {
-    return {{{{}, {act_scale, 0.f, {}}, {}}, {s1, 0.f, {}}, {}}, {bias, 0.f, {}}, {}};
+  // A null bias reads as 0 (x + 0 == x, so outputs without bias are exact). channel_batch_stride: where batch l's
+  // channels start in s1 and the bias (K-pairs configs: one batch per 64-row slice; else 0, a single batch).
+  static typename Callbacks::Arguments arguments(float const* act_scale, float const* s1, float const* bias,
+                                                 int64_t channel_batch_stride = 0) {
+    typename ChannelScale::StrideMNL const channel_stride{_1{}, _0{}, channel_batch_stride};
+    return {{{{}, {act_scale, 0.f, {}}, {}}, {s1, 0.f, channel_stride}, {}}, {bias, 0.f, channel_stride}, {}};
   }
 };
 
 template <class TileShape>
 struct TokenChannelScale<int32_t, TileShape> {
-  using Callbacks = Sm90EVT<Sm90Compute<cutlass::epilogue::thread::Identity, int32_t, int32_t, cutlass::FloatRoundStyle::round_to_nearest>, Sm90AccFetch>;
-  static typename Callbacks::Arguments arguments(float const*, float const*, float const*) { return {{}, {}}; }
+  using Identity = Sm90Compute<cutlass::epilogue::thread::Identity, int32_t, int32_t,
+                               cutlass::FloatRoundStyle::round_to_nearest>;
+  using Callbacks = Sm90EVT<Identity, Sm90AccFetch>;
+  static typename Callbacks::Arguments arguments(float const*, float const*, float const*, int64_t = 0) {
+    return {{}, {}};
+  }
 };
 
 }  // namespace liquidgemm::epilogue

@@ -42,6 +42,14 @@ struct SchedulerStreamK {
 struct SchedulerSplitK {
   using Tag = cutlass::gemm::PersistentScheduler;
 };
+// K pairs for decode: a CTA owns one 64-row weight slice and its two consumer warp groups take its even and odd
+// k-blocks, summed in shared memory (collective/sm90_mma_liquid_w4a8.hpp): twice the CTAs of 128-row tiles, one
+// kernel.
+// The kernel's problem is (64, tokens, K / 2) with one batch per slice; the epilogue writes batch l's 64 rows at
+// channel 64 l and clips the tile's other 64.
+struct SchedulerKPairs {
+  using Tag = cutlass::gemm::PersistentScheduler;
+};
 
 // FusedQuant: the kernel reads the 16-bit activations (of type OutT) and quantizes them itself (decode, m <= TileN).
 // ClusterM: CTAs per cluster along the weight rows, sharing each activation stage through TMA multicast.
@@ -54,12 +62,13 @@ struct GemmConfig {
                 "fused quantization holds all of K for the CTA's one token tile: no K split");
   static constexpr bool kStreamK = std::is_same_v<Scheduler, SchedulerStreamK>;
   static constexpr bool kSplitK = std::is_same_v<Scheduler, SchedulerSplitK>;
+  static constexpr bool kKPairs = std::is_same_v<Scheduler, SchedulerKPairs>;
   using KernelOutT = std::conditional_t<kSplitK, int32_t, OutT>;  // split-K GEMMs store int32 partial tiles
   using TileShape = cute::Shape<cute::Int<TileM>, cute::Int<TileN>, cute::Int<format::kBlockK>>;
   using ClusterShape = cute::Shape<cute::Int<ClusterM>, cute::_1, cute::_1>;
 
   using Mainloop = collective::MainloopLiquidW4A8<Stages, ClusterShape, typename Schedule::Kernel, TileShape,
-                                                  std::conditional_t<FusedQuant, OutT, int8_t>>;
+                                                  std::conditional_t<FusedQuant, OutT, int8_t>, kKPairs>;
   using Fusion = epilogue::TokenChannelScale<KernelOutT, TileShape>;
 
   // The kernel's (M, N) = (channels, tokens) tile is stored into row-major Y[tokens, channels], i.e. column-major
@@ -122,14 +131,19 @@ typename Config::Gemm::Arguments make_arguments(GemmArgs const& a) {
   // Split-K: slice l of the activations is the K-range [l * split_k, (l + 1) * split_k); the int32 partial tiles
   // go to the front of the workspace as [splits, m, n].
   typename Mainloop::StrideB stride_act{a.k, cute::Int<1>{}, Config::kSplitK ? split_k : int64_t(a.m) * a.k};
-  StrideD stride_out{cute::Int<1>{}, a.n, int64_t(a.m) * a.n};
+  // K pairs: batch l = weight slice l, whose 64 channels start at column 64 l of Y (and of s1 and the bias).
+  int64_t const channel_batch_stride = Config::kKPairs ? format::kSliceRows : 0;
+  StrideD stride_out{cute::Int<1>{}, a.n, Config::kKPairs ? channel_batch_stride : int64_t(a.m) * a.n};
 
   typename Gemm::Arguments args{};
   args.mode = cutlass::gemm::GemmUniversalMode::kGemm;
-  args.problem_shape = {int(a.n), int(a.m), int(split_k), splits};  // kernel view: M = channels, N = tokens
+  // kernel view: M = channels, N = tokens
+  args.problem_shape = Config::kKPairs ? cute::Shape<int, int, int, int>{format::kSliceRows, int(a.m),
+                                                                          int(a.k / 2), int(a.n / format::kSliceRows)}
+                                        : cute::Shape<int, int, int, int>{int(a.n), int(a.m), int(split_k), splits};
   args.mainloop = {a.weight, a.params, a.act, static_cast<typename Config::Mainloop::ActIn const*>(a.x),
                    a.act_scale, stride_act, a.group_size, splits};
-  args.epilogue.thread = Config::Fusion::arguments(a.act_scale, a.s1, a.bias);
+  args.epilogue.thread = Config::Fusion::arguments(a.act_scale, a.s1, a.bias, channel_batch_stride);
   args.epilogue.ptr_D = static_cast<typename Config::KernelOutT*>(Config::kSplitK ? a.workspace : a.out);
   args.epilogue.dD = stride_out;
   args.hw_info.sm_count = arch::sm_count();  // 0: CUTLASS queries it itself
@@ -168,7 +182,7 @@ template <class Config>
 Status run_gemm(GemmArgs const& problem) {
   using Gemm = typename Config::Gemm;
   using Kernel = typename Config::Kernel;
-  if (problem.splits != 0 && !Config::kStreamK && !Config::kSplitK) {
+  if (problem.splits != 0 && !Config::kStreamK && !Config::kSplitK) {  // K pairs: always two, in the CTA
     return Status::error("splits: only the stream-K and split-K configs split k");
   }
   if (Config::kFusedQuant != (problem.x != nullptr)) {
@@ -184,6 +198,9 @@ Status run_gemm(GemmArgs const& problem) {
   GemmArgs const a = detail::with_split_count<Config>(problem);
   if (Config::kSplitK && a.k % (int64_t(a.splits) * format::kBlockK) != 0) {
     return Status::error("splits: must divide k / 128");
+  }
+  if (Config::kKPairs && a.k % (2 * format::kBlockK) != 0) {
+    return Status::error("k: a K-pairs config needs k to be a multiple of 256 (pairs of 128-wide k-blocks)");
   }
   auto args = detail::make_arguments<Config>(a);
   if (!Kernel::can_implement(args)) {
