@@ -26,7 +26,8 @@ S32_64 = only("s32").id
 FQ_8 = only("bf16", 8, fused_quant=True).id
 SPLITK_8 = only("bf16", 8, "splitk").id
 PAIR_128 = only("bf16", 128, cluster_m=2).id
-CI_IDS = [BF16_64, S32_64, FQ_8, SPLITK_8, PAIR_128]
+KPAIRS_16 = only("bf16", 16, "kpairs").id
+CI_IDS = [BF16_64, S32_64, FQ_8, SPLITK_8, PAIR_128, KPAIRS_16]
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.id)
@@ -163,7 +164,7 @@ def test_emit_writes_one_tu_per_config_and_the_list(tmp_path):
     rows = [line for line in (tmp_path / "kernel_list.inc").read_text().splitlines() if not line.startswith("//")]
     assert rows == [f"LIQUIDGEMM_KERNEL({BF16_64}, false)", f"LIQUIDGEMM_KERNEL({S32_64}, false)",
                     f"LIQUIDGEMM_KERNEL({FQ_8}, true)", f"LIQUIDGEMM_KERNEL({SPLITK_8}, false)",
-                    f"LIQUIDGEMM_KERNEL({PAIR_128}, false)"]
+                    f"LIQUIDGEMM_KERNEL({PAIR_128}, false)", f"LIQUIDGEMM_KERNEL({KPAIRS_16}, false)"]
 
 
 def test_emit_maps_every_field(tmp_path):

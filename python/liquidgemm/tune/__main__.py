@@ -105,17 +105,23 @@ class Plan:
     out: str
     all_configs: bool = False
 
-    def configs_for(self, m: int) -> list[str]:
+    def configs_taking(self, problem: Problem) -> list[str]:
+        """The configs that can run this weight shape (a 2x1 cluster needs an even number of 128-row tiles, a
+        K-pairs config K % 256 == 0): the others are not timed on it."""
+        return [c for c in self.configs if TileConfig.parse(c).takes(problem.n, problem.k)]
+
+    def configs_for(self, m: int, problem: Problem) -> list[str]:
         """The configs worth timing at m tokens: a token tile far larger than m wastes the tensor cores on
         padding, one far smaller multiplies the weight traffic; neither ever wins (--all-configs keeps them)."""
+        configs = self.configs_taking(problem)
         if self.all_configs:
-            return self.configs
-        fits = [c for c in self.configs if min(m, 256) / 4 <= TileConfig.parse(c).tile_n <= max(16, 4 * m)]
-        return fits or self.configs
+            return configs
+        fits = [c for c in configs if min(m, 256) / 4 <= TileConfig.parse(c).tile_n <= max(16, 4 * m)]
+        return fits or configs
 
     def measurement_count(self) -> int:
         """(problem, M, config) triples the run times."""
-        return len(self.problems) * sum(len(self.configs_for(m)) for m in self.ms)
+        return sum(len(self.configs_for(m, problem)) for problem in self.problems for m in self.ms)
 
 
 def _parse_ms(text: str) -> list[int]:
@@ -177,7 +183,7 @@ def print_dry_run(plan: Plan, cache: Path | None) -> None:
         for m in plan.ms:
             heuristic = dispatch.heuristic_config(m, problem.n, problem.k, problem.group, plan.out)
             print(f"{problem.label:32} n={problem.n:<6} k={problem.k:<6} g={problem.group:<6} m={m:<5} "
-                  f"configs={len(plan.configs_for(m))}  heuristic={short(heuristic)}")
+                  f"configs={len(plan.configs_for(m, problem))}  heuristic={short(heuristic)}")
     for layer, reason in plan.skipped:
         print(f"skipped {layer}: {reason}")
     points = len(plan.problems) * len(plan.ms)
@@ -262,7 +268,7 @@ def measure(plan: Plan, repeats: int, ui, progress, on_problem_done) -> list[Res
     for problem in plan.problems:
         progress.update(task, description=f"{problem.label}: checking against the reference")
         qw = random_quantized_weight(problem, torch_out)  # one weight for every M of this shape
-        failed = _verify(problem, qw, plan.configs, torch_out, ui)
+        failed = _verify(problem, qw, plan.configs_taking(problem), torch_out, ui)
         for m in plan.ms:
             operands = (*liquidgemm.quantize_act(random_act(m, problem.k, qw.packed.device, torch_out)), qw)
             copies = {0: operands}  # rotated operand sets, shared by every config at this M
@@ -274,7 +280,7 @@ def measure(plan: Plan, repeats: int, ui, progress, on_problem_done) -> list[Res
 
             bytes_per_call = tensor_bytes(operands) + m * problem.n * OUT_BYTES[plan.out]
             best = None
-            for config in plan.configs_for(m):
+            for config in plan.configs_for(m, problem):
                 result = Result(problem, m, config, error=failed.get(config, ""))
                 if not result.error:
                     try:
