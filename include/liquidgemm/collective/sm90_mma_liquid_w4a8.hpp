@@ -263,6 +263,10 @@ struct MainloopLiquidW4A8 {
                                    param_stage(shared_tensors, stage) + s * kParamSlotBytes, params.param_bytes);
           pair_group.next();
         }
+        CUTLASS_PRAGMA_UNROLL
+        for (int s = 0; s < kBlocksPerStage; ++s) {
+          copy(params.tma_load_b.with(*barrier), tBgB(_, _, _, 2 * *k_tile_iter + s), tBsB(_, _, _, 2 * stage + s));
+        }
       } else {
         int const k_block = split_first_block + int(*k_tile_iter);  // in the whole weight row
         int const first_group = group_of_block(params, k_block);
@@ -276,17 +280,10 @@ struct MainloopLiquidW4A8 {
                                    barrier, param_stage(shared_tensors, stage) + s * kParamSlotBytes,
                                    params.param_bytes);
         }
-      }
-      if constexpr (kKPairs) {
-        CUTLASS_PRAGMA_UNROLL
-        for (int s = 0; s < kBlocksPerStage; ++s) {
-          copy(params.tma_load_b.with(*barrier), tBgB(_, _, _, 2 * *k_tile_iter + s), tBsB(_, _, _, 2 * stage + s));
-        }
-      } else if constexpr (!kQuantizesAct) {
-        if constexpr (kClusterM == 1) {
-          copy(params.tma_load_b.with(*barrier), tBgB(_, _, _, *k_tile_iter), tBsB(_, _, _, stage));
-        } else {
+        if constexpr (kClusterM > 1) {
           copy(params.tma_load_b.with(*barrier, mcast_mask_b), tBgB(_, _, _, *k_tile_iter), tBsB(_, _, _, stage));
+        } else if constexpr (!kQuantizesAct) {
+          copy(params.tma_load_b.with(*barrier), tBgB(_, _, _, *k_tile_iter), tBsB(_, _, _, stage));
         }
       }
     }
