@@ -43,10 +43,9 @@ struct SchedulerSplitK {
   using Tag = cutlass::gemm::PersistentScheduler;
 };
 // K pairs for decode: a CTA owns one 64-row weight slice and its two consumer warp groups take its even and odd
-// k-blocks, summed in shared memory (collective/sm90_mma_liquid_w4a8.hpp): twice the CTAs of 128-row tiles, one
-// kernel.
-// The kernel's problem is (64, tokens, K / 2) with one batch per slice; the epilogue writes batch l's 64 rows at
-// channel 64 l and clips the tile's other 64.
+// k-blocks, summed in shared memory (collective/sm90_mma_liquid_w4a8.hpp): twice the CTAs of 128-row tiles and no
+// second kernel. The kernel's problem is (64, tokens, K / 2) with one batch per slice; the epilogue writes batch l's
+// 64 rows at channel 64 l and clips the tile's other 64.
 struct SchedulerKPairs {
   using Tag = cutlass::gemm::PersistentScheduler;
 };
