@@ -163,18 +163,28 @@ struct MainloopLiquidW4A8 {
 
   CUTLASS_HOST_DEVICE static int groups_per_block(int group_size) { return group_size == 64 ? 2 : 1; }
 
+  // K of the whole weight row behind a problem's K: split-K runs one of `splits` slices of it, K pairs one half.
+  CUTLASS_HOST_DEVICE static int64_t weight_row_k(int K, Arguments const& args) {
+    return int64_t(K) * (kKPairs ? 2 : args.splits);
+  }
+
+  // The activations' (tokens, K, L) as the TMA sees them. K pairs: every batch (weight slice) reads the same
+  // activations, all of K.
+  CUTLASS_HOST_DEVICE static auto activation_shape(int N, int K, int L) {
+    return make_shape(N, kKPairs ? 2 * K : K, kKPairs ? 1 : L);
+  }
+
   template <class ProblemShape>
   static Params to_underlying_arguments(ProblemShape const& problem_shape, Arguments const& args, void*) {
     auto [M, N, K, L] = append<4>(problem_shape, 1);
     // The fused path never uses the descriptor; it is built on x's (larger) allocation so that it is valid.
     int8_t const* act = kQuantizesAct ? reinterpret_cast<int8_t const*>(args.ptr_x) : args.ptr_act;
-    // K pairs: every batch (weight slice) reads the same activations, all of K.
-    Tensor tensor_b = make_tensor(act, make_layout(make_shape(N, kKPairs ? 2 * K : K, kKPairs ? 1 : L), args.dB));
+    Tensor tensor_b = make_tensor(act, make_layout(activation_shape(N, K, L), args.dB));
     TmaB tma_b = make_tma_copy_B_sm90(TmaLoadB{}, tensor_b, SmemLayoutB{}(_, _, Int<0>{}), TileShape{},
                                       ClusterShape{});
     int param_bytes = groups_per_block(args.group_size) * format::kParamBytesPerGroup;
     uint32_t tx = uint32_t(kSlices * (format::kChunkBytes + param_bytes) + kActStageBytes);
-    int const row_k = int(K) * (kKPairs ? 2 : args.splits);
+    int const row_k = int(weight_row_k(K, args));
     return {tma_b, args.ptr_weight, args.ptr_params, row_k / kTileK, int(K) / kTileK, row_k / args.group_size,
             args.group_size, param_bytes, tx, args.ptr_x, int(N), args.ptr_act_scale};
   }
@@ -182,7 +192,7 @@ struct MainloopLiquidW4A8 {
   template <class ProblemShape>
   static bool can_implement(ProblemShape const& problem_shape, Arguments const& args) {
     auto [M, N, K, L] = append<4>(problem_shape, 1);
-    int64_t const row_k = int64_t(K) * (kKPairs ? 2 : args.splits);  // split-K: L = splits slices of K
+    int64_t const row_k = weight_row_k(K, args);
     bool group_ok = args.group_size == 64 || (args.group_size % kTileK == 0 && row_k % args.group_size == 0);
     // The fused path quantizes one token tile's whole rows into shared memory: all tokens fit in the tile, all
     // of K in the buffer, and no K split.
@@ -208,7 +218,7 @@ struct MainloopLiquidW4A8 {
     auto [M, N, K, L] = problem_shape_mnkl;
     Tensor gA_mkl = local_tile(make_identity_tensor(make_shape(M, K, L)), TileShape{}, make_coord(_, _, _),
                                Step<_1, Underscore, _1>{});
-    Tensor mB_nkl = params.tma_load_b.get_tma_tensor(make_shape(N, kKPairs ? 2 * K : K, kKPairs ? 1 : L));
+    Tensor mB_nkl = params.tma_load_b.get_tma_tensor(activation_shape(N, K, L));
     Tensor gB_nkl = local_tile(mB_nkl, TileShape{}, make_coord(_, _, _), Step<Underscore, _1, _1>{});
     return cute::make_tuple(gA_mkl, gB_nkl);
   }
