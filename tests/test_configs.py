@@ -27,7 +27,8 @@ FQ_8 = only("bf16", 8, fused_quant=True).id
 SPLITK_8 = only("bf16", 8, "splitk").id
 PAIR_128 = only("bf16", 128, cluster_m=2).id
 KPAIRS_16 = only("bf16", 16, "kpairs").id
-CI_IDS = [BF16_64, S32_64, FQ_8, SPLITK_8, PAIR_128, KPAIRS_16]
+BALANCED_16 = only("bf16", 16, "balanced").id
+CI_IDS = [BF16_64, S32_64, FQ_8, SPLITK_8, PAIR_128, KPAIRS_16, BALANCED_16]
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.id)
@@ -43,7 +44,7 @@ def test_id_spells_every_field():
 
 def test_config_list_is_the_documented_one():
     ids = [c.id for c in CONFIGS]
-    assert len(ids) == len(set(ids)) == 39
+    assert len(ids) == len(set(ids)) == 47
     for out in ("bf16", "f16"):
         fused = [c for c in CONFIGS if c.out == out and c.fused_quant]
         assert sorted((c.tile_n, c.scheduler) for c in fused) == [(8, "persist"), (16, "persist")]
@@ -53,6 +54,7 @@ def test_config_list_is_the_documented_one():
         assert all(c.tile_m == 128 and c.schedule == "coop" for c in mine)
         assert sorted(c.tile_n for c in mine if c.scheduler == "streamk") == [8, 16, 32, 64]
         assert sorted(c.tile_n for c in mine if c.scheduler == "splitk") == [8, 16, 32, 64]
+        assert sorted(c.tile_n for c in mine if c.scheduler == "balanced") == [8, 16, 32, 64]
         assert sorted((c.tile_n, c.scheduler) for c in mine if c.cluster_m == 2) == [(128, "persist"), (256, "persist")]
         assert [c.tile_n for c in mine if c.scheduler == "kpairs"] == [16]
     (s32,) = [c for c in CONFIGS if c.out == "s32"]
@@ -62,7 +64,7 @@ def test_config_list_is_the_documented_one():
 
 def test_stages_come_from_the_shared_memory_budget():
     for c in CONFIGS:
-        kernel_out = "s32" if c.scheduler == "splitk" else c.out  # split-K tiles store int32 partials
+        kernel_out = "s32" if c.scheduler in ("splitk", "balanced") else c.out  # they store int32 partials
         assert c.stages == stages_that_fit(kernel_out, c.tile_m, c.tile_n, fused_quant=c.fused_quant,
                                            k_pairs=c.scheduler == "kpairs") >= 2, c.id
     for out in ("bf16", "s32"):
@@ -92,6 +94,9 @@ def test_stages_come_from_the_shared_memory_budget():
     ("w4a8_sm90_bf16_t64x64x128_c1x1_s10_coop_persist", "'coop' needs tile_m == 128"),
     ("w4a8_sm90_bf16_t128x64x128_c1x1_s10_pp_persist", "'pp' needs tile_m == 64"),
     ("w4a8_sm90_bf16_t64x64x128_c1x1_s10_pp_streamk", "'streamk' is only implemented for schedule 'coop'"),
+    ("w4a8_sm90_s32_t128x16x128_c1x1_s10_coop_balanced", "the s32 debug output uses 'persist'"),
+    ("w4a8_sm90_bf16_t64x16x128_c1x1_s10_pp_balanced", "'balanced' is only implemented for schedule 'coop'"),
+    ("w4a8_sm90_bf16_t128x16x128_c2x1_s10_coop_balanced", "scheduler 'persist'"),
 ])
 def test_parse_rejects_malformed_and_invalid_ids(bad, message):
     with pytest.raises(ValueError, match=re.escape(message)) as err:
@@ -164,7 +169,8 @@ def test_emit_writes_one_tu_per_config_and_the_list(tmp_path):
     rows = [line for line in (tmp_path / "kernel_list.inc").read_text().splitlines() if not line.startswith("//")]
     assert rows == [f"LIQUIDGEMM_KERNEL({BF16_64}, false)", f"LIQUIDGEMM_KERNEL({S32_64}, false)",
                     f"LIQUIDGEMM_KERNEL({FQ_8}, true)", f"LIQUIDGEMM_KERNEL({SPLITK_8}, false)",
-                    f"LIQUIDGEMM_KERNEL({PAIR_128}, false)", f"LIQUIDGEMM_KERNEL({KPAIRS_16}, false)"]
+                    f"LIQUIDGEMM_KERNEL({PAIR_128}, false)", f"LIQUIDGEMM_KERNEL({KPAIRS_16}, false)",
+                    f"LIQUIDGEMM_KERNEL({BALANCED_16}, false)"]
 
 
 def test_emit_maps_every_field(tmp_path):

@@ -4,6 +4,8 @@ A config id reads problem to schedule, e.g. ``w4a8_sm90_bf16_t128x64x128_c1x1_s1
 generated source file, the C++ entry points, the registry key, the tuning-cache value and ``config=`` overrides.
 ``c2x1`` (prefill tiles) puts two CTAs of adjacent weight rows in a cluster that shares every activation stage by
 TMA multicast; such a config needs an even number of 128-row weight tiles (N % 256 == 0).
+``balanced`` (decode) gives every SM one equal run of (tile, k-block) pairs across tile boundaries, the int32
+partial tiles summed by the split-K reduce kernel (``splitk`` splits every tile's K into equal slices instead).
 ``kpairs`` (decode) gives each CTA one 64-row weight slice whose two consumer warp groups take its even and odd
 k-blocks, summed in shared memory: twice the CTAs of a 128-row tile without a second kernel; it needs K % 256 == 0.
 A trailing ``_fq`` (fused quantization) marks the decode configs that read the fp16/bf16 activations of
@@ -25,10 +27,13 @@ from pathlib import Path
 OUT_TYPES = {"bf16": "cutlass::bfloat16_t", "f16": "cutlass::half_t", "s32": "int32_t"}
 SCHEDULES = {"coop": "ScheduleCoop", "pp": "SchedulePingpong"}
 # persist: data-parallel persistent tiles; streamk: CUTLASS's stream-K; splitk: K slices as the batch mode of an
-# int32 GEMM + one reduce/scale kernel (decode: fills the SMs when output tiles are few); kpairs: persistent over
-# 64-row weight slices, the two consumer warp groups taking even / odd k-blocks, summed in shared memory (decode)
+# int32 GEMM + one reduce/scale kernel (decode: fills the SMs when output tiles are few); balanced: one equal run of
+# (tile, k-block) pairs per SM across tile boundaries, int32 partial tiles summed by the same reduce kernel (decode);
+# kpairs: persistent over 64-row weight slices, the two consumer warp groups taking even / odd k-blocks, summed in
+# shared memory (decode)
 SCHEDULERS = {"persist": "SchedulerPersistent", "streamk": "SchedulerStreamK", "splitk": "SchedulerSplitK",
-              "kpairs": "SchedulerKPairs"}
+              "balanced": "SchedulerBalanced", "kpairs": "SchedulerKPairs"}
+REDUCING = ("splitk", "balanced")  # schedulers whose GEMM stores int32 partial tiles for the reduce kernel
 TILE_K = 128  # one packed k-block; fixed by the weight format
 
 _ID_RE = re.compile(
@@ -68,7 +73,7 @@ class TileConfig:
         need_m = {"coop": 128, "pp": 64}[self.schedule]
         if self.tile_m != need_m:
             raise ValueError(f"schedule {self.schedule!r} needs tile_m == {need_m}, got {self.tile_m}")
-        if self.scheduler in ("streamk", "splitk", "kpairs") and self.schedule != "coop":
+        if self.scheduler != "persist" and self.schedule != "coop":
             raise ValueError(f"scheduler {self.scheduler!r} is only implemented for schedule 'coop'")
         if self.fused_quant and (self.out == "s32" or self.schedule != "coop" or self.scheduler != "persist"):
             raise ValueError("fused quantization needs a bf16/f16 output (the activations' type), schedule 'coop' "
@@ -78,9 +83,9 @@ class TileConfig:
         if self.cluster_m > 1 and (self.schedule != "coop" or self.scheduler != "persist" or self.fused_quant):
             raise ValueError("a 2x1 cluster (activation multicast) is built for schedule 'coop', scheduler 'persist' "
                              "and int8 activations (no fused quantization)")
-        if self.scheduler == "splitk" and self.out == "s32":
-            raise ValueError("scheduler 'splitk' reduces int32 partials into bf16/f16; the s32 debug output "
-                             "uses 'persist'")
+        if self.scheduler in REDUCING and self.out == "s32":
+            raise ValueError(f"scheduler {self.scheduler!r} reduces int32 partials into bf16/f16; the s32 debug "
+                             "output uses 'persist'")
 
     @property
     def id(self) -> str:
@@ -138,17 +143,18 @@ def stages_that_fit(out: str, tile_m: int, tile_n: int, max_stages: int = 24, fu
 
 
 def _coop(out: str, tile_n: int, scheduler: str, fused_quant: bool = False, cluster_m: int = 1) -> TileConfig:
-    kernel_out = "s32" if scheduler == "splitk" else out  # split-K tiles store int32 partials
+    kernel_out = "s32" if scheduler in REDUCING else out  # split-K tiles store int32 partials
     stages = stages_that_fit(kernel_out, 128, tile_n, fused_quant=fused_quant, k_pairs=scheduler == "kpairs")
     return TileConfig(out, 128, tile_n, stages, "coop", scheduler, fused_quant, cluster_m)
 
 
-# THE list. Stream-K and split-K only where tiles are small enough that few CTAs would leave SMs idle.
+# THE list. Stream-K, split-K and the balanced split only where tiles are small enough that few CTAs would leave
+# SMs idle.
 CONFIGS: list[TileConfig] = [
     _coop(out, tile_n, scheduler)
     for out in ("bf16", "f16")
     for tile_n in (8, 16, 32, 64, 128, 256)
-    for scheduler in (("persist", "streamk", "splitk") if tile_n <= 64 else ("persist",))
+    for scheduler in (("persist", "streamk", "splitk", "balanced") if tile_n <= 64 else ("persist",))
 ] + [
     _coop(out, 16, "kpairs")  # decode shapes with half as many 128-row weight tiles as SMs (Llama-3-70B o)
     for out in ("bf16", "f16")
@@ -164,10 +170,12 @@ CONFIGS: list[TileConfig] = [
 
 # What CI compiles on a 2-core machine: one production config, the int32 debug config, one fused-quantization
 # config (the mainloop's other activation path), one split-K config (int32 partials + the reduce kernel), one
-# 2x1-cluster config (activation multicast) and one K-pairs config (warp groups splitting K).
+# 2x1-cluster config (activation multicast), one K-pairs config (warp groups splitting K) and one balanced-split
+# config (its own tile scheduler).
 CI_CONFIGS: list[TileConfig] = [_coop("bf16", 64, "persist"), _coop("s32", 64, "persist"),
                                 _coop("bf16", 8, "persist", fused_quant=True), _coop("bf16", 8, "splitk"),
-                                _coop("bf16", 128, "persist", cluster_m=2), _coop("bf16", 16, "kpairs")]
+                                _coop("bf16", 128, "persist", cluster_m=2), _coop("bf16", 16, "kpairs"),
+                                _coop("bf16", 16, "balanced")]
 
 
 def select(selection: str) -> list[TileConfig]:

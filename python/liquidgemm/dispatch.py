@@ -29,7 +29,7 @@ from importlib import resources
 from pathlib import Path
 
 from . import _native, tune
-from ._configs import CONFIGS, TileConfig, fused_max_k
+from ._configs import CONFIGS, REDUCING, TileConfig, fused_max_k
 
 HEURISTIC_TABLE = "heuristic_h100.json"
 _OUT_NAMES = {"bf16": "bf16", "bfloat16": "bf16", "f16": "f16", "fp16": "f16", "float16": "f16", "half": "f16",
@@ -182,8 +182,9 @@ def _resolve(config_id: str, out: str, n: int = 0, k: int = 0) -> str:
     and k inputs (0: any; a 2x1 cluster needs an even number of weight tiles, a K-pairs config K % 256 == 0).
     Memoised: a table or cache names only a few distinct ids, and a model only a few (n, k)."""
     chosen = TileConfig.parse(config_id)
-    # split-K tiles are an int32 GEMM + a float reduction; the raw int32 output is the plain persistent GEMM
-    scheduler = "persist" if out == "s32" and chosen.scheduler == "splitk" else chosen.scheduler
+    # split-K and balanced-split tiles are an int32 GEMM + a float reduction; the raw int32 output is the plain
+    # persistent GEMM
+    scheduler = "persist" if out == "s32" and chosen.scheduler in REDUCING else chosen.scheduler
     wanted = dataclasses.replace(chosen, out=out, scheduler=scheduler)
     candidates = [c for c in _compiled() if c.out == out and c.fused_quant == wanted.fused_quant]
     if not candidates:

@@ -18,6 +18,8 @@
 // and warp group 1's partial sums move to warp group 0 through shared memory after the last stage. The kernel sees a
 // tile of 128 rows whose second 64 lie past the problem's M = 64 (the epilogue clips them), with one batch (L) per
 // weight slice: twice the CTAs of 128-row tiles without a second kernel to sum K slices.
+// With KRanges (the balanced split, kernel/balanced_split.hpp) the tile scheduler hands out k-ranges of the whole
+// weight row, and L is the slot of the unit's int32 partial tile, not a K slice.
 #pragma once
 
 #include <type_traits>
@@ -41,8 +43,13 @@ namespace liquidgemm::collective {
 
 using namespace cute;
 
+// How a tile's K reduction is divided: kSlices = the batch mode L is K slices of equal length (L = 1: unsplit; a
+// scheduler's k-range within a slice, as CUTLASS's stream-K, works too); kPairs = L is a 64-row weight slice whose
+// warp groups split K in the CTA; kRanges = the scheduler's k-range of the whole row, L the partial tile's slot.
+enum class KSplit { kSlices, kPairs, kRanges };
+
 template <int Stages, class ClusterShape_, class KernelSchedule, class TileShape_, class ActIn_ = int8_t,
-          bool KPairs = false>
+          KSplit Split = KSplit::kSlices>
 struct MainloopLiquidW4A8 {
   using DispatchPolicy = MainloopSm90LiquidW4A8<Stages, ClusterShape_, KernelSchedule>;
   using TileShape = TileShape_;
@@ -58,7 +65,9 @@ struct MainloopLiquidW4A8 {
   static constexpr bool kQuantizesAct = !std::is_same_v<ActIn, int8_t>;
   static constexpr int kConsumerThreads = kSlices * cutlass::NumThreadsPerWarpGroup;
   static constexpr int kClusterM = size<0>(ClusterShape_{});       // CTAs sharing (multicasting) a token tile
-  static constexpr bool kKPairs = KPairs;                          // warp group w: k-blocks 2k + w of one slice
+  static constexpr bool kKPairs = Split == KSplit::kPairs;         // warp group w: k-blocks 2k + w of one slice
+  static constexpr bool kKRanges = Split == KSplit::kRanges;       // L = the partial tile's slot
+  static constexpr bool kOneActivationBatch = kKPairs || kKRanges;  // every L reads the same activations, all of K
   static constexpr int kBlocksPerStage = kKPairs ? 2 : 1;          // k-blocks (weights and activations) per stage
   static constexpr int kSlicesPerStage = kSlices / kBlocksPerStage;
 
@@ -74,6 +83,8 @@ struct MainloopLiquidW4A8 {
   static_assert(!kKPairs || (kSlices == 2 && kClusterM == 1 && !kQuantizesAct &&
                              std::is_same_v<KernelSchedule, cutlass::gemm::KernelTmaWarpSpecializedCooperative>),
                 "K pairs: the two consumer warp groups of a cooperative 128-row tile, int8 activations, no cluster");
+  static_assert(!kKRanges || (kClusterM == 1 && !kQuantizesAct),
+                "K ranges: int8 activations (the fused path quantizes a whole row per tile), no cluster");
 
   // The operand types as CUTLASS's kernel layer sees them. A is never read through StrideA: the packed chunks
   // have their own layout (format.hpp); the type only tells the kernel the element is a signed byte.
@@ -138,7 +149,8 @@ struct MainloopLiquidW4A8 {
     StrideB dB{};
     int group_size = 128;
     int splits = 1;  // split-K: the problem's K is one of `splits` slices of the weight's K, and L = splits
-                     // (K pairs: M = 64, K = half of the weight's K, L = weight slices; splits stays 1)
+                     // (K pairs: M = 64, K = half of the weight's K, L = weight slices; K ranges: L = partial
+                     // slots; splits stays 1 for both)
   };
 
   using TmaLoadB = std::conditional_t<kClusterM == 1, SM90_TMA_LOAD, SM90_TMA_LOAD_MULTICAST>;
@@ -168,10 +180,10 @@ struct MainloopLiquidW4A8 {
     return int64_t(K) * (kKPairs ? 2 : args.splits);
   }
 
-  // The activations' (tokens, K, L) as the TMA sees them. K pairs: every batch (weight slice) reads the same
-  // activations, all of K.
+  // The activations' (tokens, K, L) as the TMA sees them. K pairs and K ranges: every batch (weight slice, partial
+  // slot) reads the same activations, all of K.
   CUTLASS_HOST_DEVICE static auto activation_shape(int N, int K, int L) {
-    return make_shape(N, kKPairs ? 2 * K : K, kKPairs ? 1 : L);
+    return make_shape(N, kKPairs ? 2 * K : K, kOneActivationBatch ? 1 : L);
   }
 
   template <class ProblemShape>
@@ -200,9 +212,10 @@ struct MainloopLiquidW4A8 {
                                             reinterpret_cast<uintptr_t>(args.ptr_x) % 16 == 0
                                       : reinterpret_cast<uintptr_t>(args.ptr_act) % 16 == 0;
     // A cluster's CTAs take adjacent weight tiles: a whole number of clusters (no CTA past the last weight row).
-    // K pairs: one 64-row slice per batch.
-    bool const tiles_ok = kKPairs ? M == format::kSliceRows && args.splits == 1 && L >= 1
-                                  : M % (kTileM * kClusterM) == 0 && args.splits >= 1 && L == args.splits;
+    // K pairs: one 64-row slice per batch. K ranges: one batch per partial slot.
+    bool const tiles_ok = kKPairs    ? M == format::kSliceRows && args.splits == 1 && L >= 1
+                          : kKRanges ? M % kTileM == 0 && args.splits == 1 && L >= 1 && kClusterM == 1
+                                     : M % (kTileM * kClusterM) == 0 && args.splits >= 1 && L == args.splits;
     return tiles_ok && K % kTileK == 0 && group_ok && N >= 1 &&
            reinterpret_cast<uintptr_t>(args.ptr_weight) % 16 == 0 &&
            reinterpret_cast<uintptr_t>(args.ptr_params) % 16 == 0 && act_ok;
@@ -234,7 +247,7 @@ struct MainloopLiquidW4A8 {
     }
     Tensor sB = make_tensor(make_smem_ptr(shared_tensors.smem_B.data()), SmemLayoutB{});
     auto [m_coord, n_coord, k_coord, l_coord] = blk_coord;
-    Tensor gB = get<1>(load_inputs)(_, _, n_coord, _, kKPairs ? 0 : l_coord);      // (BLK_N, BLK_K, k)
+    Tensor gB = get<1>(load_inputs)(_, _, n_coord, _, kOneActivationBatch ? 0 : l_coord);  // (BLK_N, BLK_K, k)
     // This CTA's share of the token tile, multicast to every CTA of the cluster (all of them share it).
     uint32_t const cluster_rank = kClusterM == 1 ? 0 : cute::block_rank_in_cluster();
     auto block_tma_b = params.tma_load_b.get_slice(cluster_rank);
@@ -244,7 +257,7 @@ struct MainloopLiquidW4A8 {
 
     // K pairs: both warp groups' chunks come from slice l, k-blocks 2k and 2k + 1.
     int const first_slice = kKPairs ? int(l_coord) : int(m_coord) * kSlices;
-    int const split_first_block = kKPairs ? 0 : int(l_coord) * params.split_k_blocks;  // weight k-block of k = 0
+    int const split_first_block = kOneActivationBatch ? 0 : int(l_coord) * params.split_k_blocks;  // of k = 0
     int const first_block = split_first_block + int(*k_tile_iter) * kBlocksPerStage;  // in the whole weight row
     if (first_load_) {
       start_after_prior_grids(params, first_slice, first_block, k_tile_count);

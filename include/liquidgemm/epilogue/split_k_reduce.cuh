@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// Split-K epilogue: sums the int32 partial accumulators of the K slices (exact: integer addition) and applies the
+// Split-K epilogue: sums the int32 partial accumulators of the K slices or of the balanced split's units
+// (kernel/balanced_split.hpp; exact: integer addition) and applies the
 // float epilogue of the reference in its order, each operation rounded on its own (no FMA contraction):
 //   y[t, c] = (float(sum_l partial[l, t, c]) * act_scale[t]) * s1[c] (+ bias[c])  -> fp16 / bf16
 // One thread produces 4 consecutive channels (16-byte loads of every slice, one 8-byte store).
@@ -11,6 +12,7 @@
 #include "cutlass/numeric_conversion.h"
 #include "cutlass/numeric_types.h"
 #include "liquidgemm/arch/grid_dependency.hpp"
+#include "liquidgemm/kernel/balanced_split.hpp"
 
 namespace liquidgemm::epilogue {
 
@@ -18,9 +20,19 @@ constexpr int kReduceThreads = 256;
 constexpr int kReduceVector = 4;  // channels per thread (n is a multiple of 128)
 constexpr int kLoadBatch = 16;    // slices loaded at once: the split-count cost model's maximum
 
+// Partial tiles summed per output: uniform split-K's `splits` for every tile, else the balanced split's per tile.
+struct PartialCount {
+  int splits = 0;
+  BalancedSplit balanced{};
+  CUTLASS_HOST_DEVICE int at(int64_t token, int64_t channel) const {
+    return splits > 0 ? splits : balanced.partials_at(int(token), int(channel));
+  }
+  int slots() const { return splits > 0 ? splits : balanced.max_partials(); }  // in the workspace
+};
+
 template <class OutT>
 __global__ void __launch_bounds__(kReduceThreads)
-    reduce_split_k(int32_t const* __restrict__ partials, int splits, int64_t m, int64_t n,
+    reduce_split_k(int32_t const* __restrict__ partials, PartialCount const count, int64_t m, int64_t n,
                    float const* __restrict__ act_scale, float const* __restrict__ s1, float const* __restrict__ bias,
                    OutT* __restrict__ out) {
   static_assert(std::is_same_v<OutT, cutlass::bfloat16_t> || std::is_same_v<OutT, cutlass::half_t>,
@@ -30,12 +42,14 @@ __global__ void __launch_bounds__(kReduceThreads)
   // The next PDL kernel (the next layer's GEMM) may start its prologue and weight prefetch now instead of after
   // this grid's last block exits: 1-2 us per split-K decode GEMM on H100 (bench/NOTES.md).
   arch::allow_dependent_grids();
-  arch::wait_for_prior_grids();  // launched with PDL behind the split GEMM: its partials are complete after this
   int64_t const first = (int64_t(blockIdx.x) * kReduceThreads + threadIdx.x) * kReduceVector;
   int64_t const slice_elems = m * n;
-  if (first >= slice_elems) return;
   int64_t const token = first / n;
   int64_t const channel = first % n;
+  // The thread's 4 channels lie in one 128-channel tile. Index arithmetic only: done while the GEMM still runs.
+  int const splits = first < slice_elems ? count.at(token, channel) : 0;
+  arch::wait_for_prior_grids();  // launched with PDL behind the split GEMM: its partials are complete after this
+  if (first >= slice_elems) return;
   // Every load is issued before the first add: the scales, then all slices (kLoadBatch in flight per thread), so the
   // reduction costs one L2 round trip instead of one per few slices (most of this kernel's time at 8-16 slices).
   float const xs = act_scale[token];
@@ -70,8 +84,9 @@ __global__ void __launch_bounds__(kReduceThreads)
 
 // Launches the reduction on `stream`, with PDL when `pdl` (its prologue overlaps the GEMM's tail).
 template <class OutT>
-cudaError_t launch_reduce_split_k(int32_t const* partials, int splits, int64_t m, int64_t n, float const* act_scale,
-                                  float const* s1, float const* bias, OutT* out, cudaStream_t stream, bool pdl) {
+cudaError_t launch_reduce_split_k(int32_t const* partials, PartialCount const& count, int64_t m, int64_t n,
+                                  float const* act_scale, float const* s1, float const* bias, OutT* out,
+                                  cudaStream_t stream, bool pdl) {
   int64_t const threads = m * n / kReduceVector;
   cudaLaunchConfig_t config{};
   config.gridDim = dim3(static_cast<unsigned>((threads + kReduceThreads - 1) / kReduceThreads));
@@ -82,7 +97,7 @@ cudaError_t launch_reduce_split_k(int32_t const* partials, int splits, int64_t m
   attribute.val.programmaticStreamSerializationAllowed = 1;
   config.attrs = &attribute;
   config.numAttrs = pdl ? 1 : 0;
-  return cudaLaunchKernelEx(&config, reduce_split_k<OutT>, partials, splits, m, n, act_scale, s1, bias, out);
+  return cudaLaunchKernelEx(&config, reduce_split_k<OutT>, partials, count, m, n, act_scale, s1, bias, out);
 }
 
 }  // namespace liquidgemm::epilogue

@@ -16,6 +16,7 @@
 #include "cutlass/numeric_types.h"
 
 #include "liquidgemm/arch/sm_count.hpp"
+#include "liquidgemm/kernel/balanced_split.hpp"
 #include "liquidgemm/collective/sm90_mma_liquid_w4a8.hpp"
 #include "liquidgemm/epilogue/split_k_reduce.cuh"
 #include "liquidgemm/epilogue/token_channel_scale.hpp"
@@ -42,6 +43,11 @@ struct SchedulerStreamK {
 struct SchedulerSplitK {
   using Tag = cutlass::gemm::PersistentScheduler;
 };
+// Balanced split-K for decode: one equal run of (tile, k-block) pairs per SM, crossing tile boundaries, each unit's
+// int32 partial tile in a workspace slot, summed by the same reduce kernel (kernel/balanced_split.hpp).
+struct SchedulerBalanced {
+  using Tag = BalancedSplitTag;
+};
 // K pairs for decode: a CTA owns one 64-row weight slice and its two consumer warp groups take its even and odd
 // k-blocks, summed in shared memory (collective/sm90_mma_liquid_w4a8.hpp): twice the CTAs of 128-row tiles and no
 // second kernel. The kernel's problem is (64, tokens, K / 2) with one batch per slice; the epilogue writes batch l's
@@ -62,12 +68,17 @@ struct GemmConfig {
   static constexpr bool kStreamK = std::is_same_v<Scheduler, SchedulerStreamK>;
   static constexpr bool kSplitK = std::is_same_v<Scheduler, SchedulerSplitK>;
   static constexpr bool kKPairs = std::is_same_v<Scheduler, SchedulerKPairs>;
-  using KernelOutT = std::conditional_t<kSplitK, int32_t, OutT>;  // split-K GEMMs store int32 partial tiles
+  static constexpr bool kBalanced = std::is_same_v<Scheduler, SchedulerBalanced>;
+  static constexpr bool kReducesPartials = kSplitK || kBalanced;  // int32 partial tiles + the reduce kernel
+  using KernelOutT = std::conditional_t<kReducesPartials, int32_t, OutT>;
+  static constexpr collective::KSplit kKSplit = kKPairs    ? collective::KSplit::kPairs
+                                                : kBalanced ? collective::KSplit::kRanges
+                                                            : collective::KSplit::kSlices;
   using TileShape = cute::Shape<cute::Int<TileM>, cute::Int<TileN>, cute::Int<format::kBlockK>>;
   using ClusterShape = cute::Shape<cute::Int<ClusterM>, cute::_1, cute::_1>;
 
   using Mainloop = collective::MainloopLiquidW4A8<Stages, ClusterShape, typename Schedule::Kernel, TileShape,
-                                                  std::conditional_t<FusedQuant, OutT, int8_t>, kKPairs>;
+                                                  std::conditional_t<FusedQuant, OutT, int8_t>, kKSplit>;
   using Fusion = epilogue::TokenChannelScale<KernelOutT, TileShape>;
 
   // The kernel's (M, N) = (channels, tokens) tile is stored into row-major Y[tokens, channels], i.e. column-major
@@ -120,6 +131,24 @@ GemmArgs with_split_count(GemmArgs a) {
   return a;
 }
 
+// The balanced split of a problem (balanced-split configs): its grid, its units and their partial slots.
+template <class Config>
+BalancedSplit balanced_split(GemmArgs const& a) {
+  return BalancedSplit::make(a.n, a.m, a.k / format::kBlockK, cute::size<0>(typename Config::TileShape{}),
+                             cute::size<1>(typename Config::TileShape{}), arch::sm_count_for_sizing());
+}
+
+// How many int32 partial tiles the reduce kernel sums per output: uniform split-K's count or the balanced split's
+// per-tile count; the workspace holds partial_slots() of them.
+template <class Config>
+epilogue::PartialCount partial_count(GemmArgs const& a) {
+  if constexpr (Config::kBalanced) {
+    return {0, balanced_split<Config>(a)};
+  } else {
+    return {split_count<Config>(a), {}};
+  }
+}
+
 template <class Config>
 typename Config::Gemm::Arguments make_arguments(GemmArgs const& a) {
   using Gemm = typename Config::Gemm;
@@ -128,7 +157,7 @@ typename Config::Gemm::Arguments make_arguments(GemmArgs const& a) {
   int const splits = split_count<Config>(a);
   int64_t const split_k = a.k / splits;
   // Split-K: slice l of the activations is the K-range [l * split_k, (l + 1) * split_k); the int32 partial tiles
-  // go to the front of the workspace as [splits, m, n].
+  // go to the front of the workspace as [splits, m, n] (balanced split: [its slots, m, n]).
   typename Mainloop::StrideB stride_act{a.k, cute::Int<1>{}, Config::kSplitK ? split_k : int64_t(a.m) * a.k};
   // K pairs: batch l = weight slice l, whose 64 channels start at column 64 l of Y (and of s1 and the bias).
   int64_t const channel_batch_stride = Config::kKPairs ? format::kSliceRows : 0;
@@ -137,15 +166,20 @@ typename Config::Gemm::Arguments make_arguments(GemmArgs const& a) {
   typename Gemm::Arguments args{};
   args.mode = cutlass::gemm::GemmUniversalMode::kGemm;
   // kernel view: M = channels, N = tokens
-  args.problem_shape = Config::kKPairs ? cute::Shape<int, int, int, int>{format::kSliceRows, int(a.m),
-                                                                          int(a.k / 2), int(a.n / format::kSliceRows)}
-                                        : cute::Shape<int, int, int, int>{int(a.n), int(a.m), int(split_k), splits};
+  args.problem_shape =
+      Config::kKPairs
+          ? cute::Shape<int, int, int, int>{format::kSliceRows, int(a.m), int(a.k / 2), int(a.n / format::kSliceRows)}
+        : cute::Shape<int, int, int, int>{int(a.n), int(a.m), int(split_k),
+                                          Config::kBalanced ? partial_count<Config>(a).slots() : splits};
   args.mainloop = {a.weight, a.params, a.act, static_cast<typename Config::Mainloop::ActIn const*>(a.x),
                    a.act_scale, stride_act, a.group_size, splits};
   args.epilogue.thread = Config::Fusion::arguments(a.act_scale, a.s1, a.bias, channel_batch_stride);
-  args.epilogue.ptr_D = static_cast<typename Config::KernelOutT*>(Config::kSplitK ? a.workspace : a.out);
+  args.epilogue.ptr_D = static_cast<typename Config::KernelOutT*>(Config::kReducesPartials ? a.workspace : a.out);
   args.epilogue.dD = stride_out;
   args.hw_info.sm_count = arch::sm_count();  // 0: CUTLASS queries it itself
+  if constexpr (Config::kBalanced) {
+    args.scheduler.split = balanced_split<Config>(a);
+  }
   if constexpr (Config::kStreamK) {
     using Decomposition = cutlass::gemm::kernel::detail::DecompositionMode;
     // Partial tiles are reduced in int32: any order gives the same bits, so the peers of a tile add into the
@@ -161,13 +195,13 @@ typename Config::Gemm::Arguments make_arguments(GemmArgs const& a) {
 
 }  // namespace detail
 
-// Bytes of the int32 partial tiles of a split-K config (0 for the others), a multiple of 16.
+// Bytes of the int32 partial tiles of a split-K or balanced-split config (0 for the others), a multiple of 16.
 template <class Config>
 size_t partials_bytes(GemmArgs const& a) {
-  if constexpr (!Config::kSplitK) {
+  if constexpr (!Config::kReducesPartials) {
     return 0;
   } else {
-    return (size_t(detail::split_count<Config>(a)) * a.m * a.n * sizeof(int32_t) + 15) / 16 * 16;
+    return (size_t(detail::partial_count<Config>(a).slots()) * a.m * a.n * sizeof(int32_t) + 15) / 16 * 16;
   }
 }
 
@@ -181,7 +215,8 @@ template <class Config>
 Status run_gemm(GemmArgs const& problem) {
   using Gemm = typename Config::Gemm;
   using Kernel = typename Config::Kernel;
-  if (problem.splits != 0 && !Config::kStreamK && !Config::kSplitK) {  // K pairs: always two, in the CTA
+  // K pairs: always two, in the CTA; the balanced split: one run per SM
+  if (problem.splits != 0 && !Config::kStreamK && !Config::kSplitK) {
     return Status::error("splits: only the stream-K and split-K configs split k");
   }
   if (Config::kFusedQuant != (problem.x != nullptr)) {
@@ -223,9 +258,9 @@ Status run_gemm(GemmArgs const& problem) {
     return Status::error("kernel launch failed");
   }
   cudaError_t err = cudaGetLastError();
-  if constexpr (Config::kSplitK) {
+  if constexpr (Config::kReducesPartials) {
     if (err == cudaSuccess) {
-      err = epilogue::launch_reduce_split_k(static_cast<int32_t const*>(a.workspace), a.splits,
+      err = epilogue::launch_reduce_split_k(static_cast<int32_t const*>(a.workspace), detail::partial_count<Config>(a),
                                             a.m, a.n, a.act_scale, a.s1, a.bias,
                                             static_cast<typename Config::OutT*>(a.out), a.stream, a.pdl);
     }
