@@ -25,6 +25,7 @@ CASES = [  # (M tokens, N channels, K, group size)
     (7, 128, 256, 64),
     (65, 256, 384, 128),
     (257, 128, 256, 64),
+    (16, 384, 1152, 128),  # balanced split: CTA runs of 4-5 k-blocks crossing the 9-k-block tiles
 ]
 
 
