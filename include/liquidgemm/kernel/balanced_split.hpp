@@ -20,7 +20,8 @@ namespace liquidgemm {
 
 // The decomposition: pure arithmetic, shared by the host (grid, workspace), the scheduler and the reduce kernel.
 // Divisions by the problem's constants use precomputed multipliers (cutlass::FastDivmod*): the scheduler divides
-// before a CTA's first load and between its units, where a 64-bit division subroutine costs ~1 us of latency.
+// before a CTA's first load and between its units, where 64-bit division subroutines cost 2-5 us per GEMM in the
+// first build (bench/NOTES.md).
 struct BalancedSplit {
   static constexpr int kMinRun = 4;  // k-blocks per CTA at least: a run is a streaming pipeline, not a prologue
   int64_t units = 1;                 // output tiles x k-blocks (< 2^31, see make)
