@@ -214,7 +214,7 @@ struct MainloopLiquidW4A8 {
     // A cluster's CTAs take adjacent weight tiles: a whole number of clusters (no CTA past the last weight row).
     // K pairs: one 64-row slice per batch. K ranges: one batch per partial slot.
     bool const tiles_ok = kKPairs    ? M == format::kSliceRows && args.splits == 1 && L >= 1
-                          : kKRanges ? M % kTileM == 0 && args.splits == 1 && L >= 1 && kClusterM == 1
+                          : kKRanges ? M % kTileM == 0 && args.splits == 1 && L >= 1
                                      : M % (kTileM * kClusterM) == 0 && args.splits >= 1 && L == args.splits;
     return tiles_ok && K % kTileK == 0 && group_ok && N >= 1 &&
            reinterpret_cast<uintptr_t>(args.ptr_weight) % 16 == 0 &&
