@@ -139,7 +139,8 @@ BalancedSplit balanced_split(GemmArgs const& a) {
 }
 
 // How many int32 partial tiles the reduce kernel sums per output: uniform split-K's count or the balanced split's
-// per-tile count; the workspace holds partial_slots() of them.
+// per-tile count; the workspace holds slots() of them. Decided once per call (the balanced split's fast divisors
+// cost 128-bit host divisions) and handed to make_arguments, partials_bytes and the reduce launch.
 template <class Config>
 epilogue::PartialCount partial_count(GemmArgs const& a) {
   if constexpr (Config::kBalanced) {
@@ -150,7 +151,7 @@ epilogue::PartialCount partial_count(GemmArgs const& a) {
 }
 
 template <class Config>
-typename Config::Gemm::Arguments make_arguments(GemmArgs const& a) {
+typename Config::Gemm::Arguments make_arguments(GemmArgs const& a, epilogue::PartialCount const& count) {
   using Gemm = typename Config::Gemm;
   using Mainloop = typename Config::Mainloop;
   using StrideD = typename Gemm::GemmKernel::StrideD;
@@ -170,7 +171,7 @@ typename Config::Gemm::Arguments make_arguments(GemmArgs const& a) {
       Config::kKPairs
           ? cute::Shape<int, int, int, int>{format::kSliceRows, int(a.m), int(a.k / 2), int(a.n / format::kSliceRows)}
         : cute::Shape<int, int, int, int>{int(a.n), int(a.m), int(split_k),
-                                          Config::kBalanced ? partial_count<Config>(a).slots() : splits};
+                                          Config::kBalanced ? count.slots() : splits};
   args.mainloop = {a.weight, a.params, a.act, static_cast<typename Config::Mainloop::ActIn const*>(a.x),
                    a.act_scale, stride_act, a.group_size, splits};
   args.epilogue.thread = Config::Fusion::arguments(a.act_scale, a.s1, a.bias, channel_batch_stride);
@@ -178,7 +179,7 @@ typename Config::Gemm::Arguments make_arguments(GemmArgs const& a) {
   args.epilogue.dD = stride_out;
   args.hw_info.sm_count = arch::sm_count();  // 0: CUTLASS queries it itself
   if constexpr (Config::kBalanced) {
-    args.scheduler.split = balanced_split<Config>(a);
+    args.scheduler.split = count.balanced;
   }
   if constexpr (Config::kStreamK) {
     using Decomposition = cutlass::gemm::kernel::detail::DecompositionMode;
@@ -197,18 +198,20 @@ typename Config::Gemm::Arguments make_arguments(GemmArgs const& a) {
 
 // Bytes of the int32 partial tiles of a split-K or balanced-split config (0 for the others), a multiple of 16.
 template <class Config>
-size_t partials_bytes(GemmArgs const& a) {
+size_t partials_bytes(GemmArgs const& a, epilogue::PartialCount const& count) {
   if constexpr (!Config::kReducesPartials) {
     return 0;
   } else {
-    return (size_t(detail::partial_count<Config>(a).slots()) * a.m * a.n * sizeof(int32_t) + 15) / 16 * 16;
+    return (size_t(count.slots()) * a.m * a.n * sizeof(int32_t) + 15) / 16 * 16;
   }
 }
 
 template <class Config>
 size_t gemm_workspace_size(GemmArgs const& problem) {
   GemmArgs const a = detail::with_split_count<Config>(problem);
-  return partials_bytes<Config>(a) + Config::Kernel::get_workspace_size(detail::make_arguments<Config>(a));
+  epilogue::PartialCount const count = detail::partial_count<Config>(a);
+  return partials_bytes<Config>(a, count) +
+         Config::Kernel::get_workspace_size(detail::make_arguments<Config>(a, count));
 }
 
 template <class Config>
@@ -236,7 +239,8 @@ Status run_gemm(GemmArgs const& problem) {
   if (Config::kKPairs && a.k % (2 * format::kBlockK) != 0) {
     return Status::error("k: a K-pairs config needs k to be a multiple of 256 (pairs of 128-wide k-blocks)");
   }
-  auto args = detail::make_arguments<Config>(a);
+  epilogue::PartialCount const count = detail::partial_count<Config>(a);
+  auto args = detail::make_arguments<Config>(a, count);
   if (!Kernel::can_implement(args)) {
     return Status::error("problem not supported by this kernel config (shape, group size or alignment)");
   }
@@ -247,7 +251,7 @@ Status run_gemm(GemmArgs const& problem) {
     return Status::error(cudaGetErrorString(smem_attribute));
   }
   // The split-K partial tiles come first in the workspace, CUTLASS's own (stream-K locks) after them.
-  void* const kernel_workspace = static_cast<uint8_t*>(a.workspace) + partials_bytes<Config>(a);
+  void* const kernel_workspace = static_cast<uint8_t*>(a.workspace) + partials_bytes<Config>(a, count);
   if (Kernel::initialize_workspace(args, kernel_workspace, a.stream) != cutlass::Status::kSuccess) {
     return Status::error("workspace initialization failed");
   }
@@ -260,7 +264,7 @@ Status run_gemm(GemmArgs const& problem) {
   cudaError_t err = cudaGetLastError();
   if constexpr (Config::kReducesPartials) {
     if (err == cudaSuccess) {
-      err = epilogue::launch_reduce_split_k(static_cast<int32_t const*>(a.workspace), detail::partial_count<Config>(a),
+      err = epilogue::launch_reduce_split_k(static_cast<int32_t const*>(a.workspace), count,
                                             a.m, a.n, a.act_scale, a.s1, a.bias,
                                             static_cast<typename Config::OutT*>(a.out), a.stream, a.pdl);
     }
