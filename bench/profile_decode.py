@@ -16,6 +16,7 @@ import torch
 
 import liquidgemm as lg
 from liquidgemm import _native, timing
+from liquidgemm._configs import TileConfig
 
 
 def main() -> None:
@@ -54,7 +55,7 @@ def profile_shape(args, n: int, k: int, ms: list[int], configs: list[str], hbm: 
         x_q, x_scale = lg.quantize_act(x)
         out = torch.empty(m, n, device="cuda", dtype=torch.bfloat16)
         for config in configs:
-            splittable = config.endswith(("_streamk", "_splitk"))
+            splittable = TileConfig.parse(config).scheduler in ("streamk", "splitk")
             for splits, pdl in itertools.product(split_list if splittable else [0], pdl_list):
                 _native.set_programmatic_launch(bool(pdl))
                 workspace_bytes = _native.gemm_workspace_size(config, m, n, k, args.group, splits)

@@ -14,17 +14,17 @@ TEMPLATE = Path(__file__).resolve().parents[1] / "kernels" / "w4a8_gemm.cu.in"
 
 
 def only(out: str, tile_n: int = 64, scheduler: str = "persist", fused_quant: bool = False,
-         cluster_m: int = 1) -> TileConfig:
+         cluster_m: int = 1, reduce_room: bool = False) -> TileConfig:
     """The one config of CONFIGS with these fields (stage counts are tuned, so tests never spell them)."""
-    (config,) = [c for c in CONFIGS if (c.out, c.tile_n, c.scheduler, c.fused_quant, c.cluster_m) ==
-                 (out, tile_n, scheduler, fused_quant, cluster_m)]
+    (config,) = [c for c in CONFIGS if (c.out, c.tile_n, c.scheduler, c.fused_quant, c.cluster_m, c.reduce_room) ==
+                 (out, tile_n, scheduler, fused_quant, cluster_m, reduce_room)]
     return config
 
 
 BF16_64 = only("bf16").id
 S32_64 = only("s32").id
 FQ_8 = only("bf16", 8, fused_quant=True).id
-SPLITK_8 = only("bf16", 8, "splitk").id
+SPLITK_8 = only("bf16", 8, "splitk", reduce_room=True).id
 PAIR_128 = only("bf16", 128, cluster_m=2).id
 KPAIRS_16 = only("bf16", 16, "kpairs").id
 BALANCED_16 = only("bf16", 16, "balanced").id
@@ -44,7 +44,7 @@ def test_id_spells_every_field():
 
 def test_config_list_is_the_documented_one():
     ids = [c.id for c in CONFIGS]
-    assert len(ids) == len(set(ids)) == 47
+    assert len(ids) == len(set(ids)) == 55
     for out in ("bf16", "f16"):
         fused = [c for c in CONFIGS if c.out == out and c.fused_quant]
         assert sorted((c.tile_n, c.scheduler) for c in fused) == [(8, "persist"), (16, "persist")]
@@ -53,8 +53,11 @@ def test_config_list_is_the_documented_one():
         assert sorted({c.tile_n for c in mine}) == [8, 16, 32, 64, 128, 256]
         assert all(c.tile_m == 128 and c.schedule == "coop" for c in mine)
         assert sorted(c.tile_n for c in mine if c.scheduler == "streamk") == [8, 16, 32, 64]
-        assert sorted(c.tile_n for c in mine if c.scheduler == "splitk") == [8, 16, 32, 64]
-        assert sorted(c.tile_n for c in mine if c.scheduler == "balanced") == [8, 16, 32, 64]
+        for scheduler in ("splitk", "balanced"):
+            assert sorted(c.tile_n for c in mine if c.scheduler == scheduler and not c.reduce_room) == [8, 16, 32, 64]
+            room = [c for c in mine if c.scheduler == scheduler and c.reduce_room]
+            assert [c.tile_n for c in room] == [8, 16] and all(c.id.endswith("_room") for c in room)
+        assert not any(c.reduce_room for c in CONFIGS if c.scheduler not in ("splitk", "balanced"))
         assert sorted((c.tile_n, c.scheduler) for c in mine if c.cluster_m == 2) == [(128, "persist"), (256, "persist")]
         assert [c.tile_n for c in mine if c.scheduler == "kpairs"] == [16]
     (s32,) = [c for c in CONFIGS if c.out == "s32"]
@@ -79,6 +82,8 @@ def test_stages_come_from_the_shared_memory_budget():
     ("w4a8_sm90_bf16_t128x64x64_c1x1_s10_coop_persist", "malformed config id"),  # tile K is always 128
     ("w4a8_sm90_bf16_t128x64x128_c1x2_s10_coop_persist", "malformed config id"),  # clusters run along M only
     ("w4a8_sm90_bf16_t128x64x128_c4x1_s10_coop_persist", "cluster_m must be 1 or 2"),
+    ("w4a8_sm90_bf16_t128x16x128_c1x1_s15_coop_kpairs_room", "only the reducing schedulers"),
+    ("w4a8_sm90_bf16_t128x8x128_c1x1_s20_coop_persist_room", "only the reducing schedulers"),
     ("w4a8_sm90_bf16_t128x64x128_c2x1_s10_coop_splitk", "scheduler 'persist'"),
     ("w4a8_sm90_bf16_t0128x64x128_c1x1_s10_coop_persist", "malformed config id"),  # would not round-trip
     (BF16_64 + "_x", "malformed config id"),
@@ -160,10 +165,10 @@ def test_emit_writes_one_tu_per_config_and_the_list(tmp_path):
     assert '#include "cutlass/numeric_types.h"' in bf16
     assert '#include "liquidgemm/kernel/w4a8_gemm.hpp"' in bf16
     stages = only("bf16").stages
-    assert f"GemmConfig<cutlass::bfloat16_t, 128, 64, {stages}, ScheduleCoop, SchedulerPersistent, false, 1>" in bf16
+    assert f"GemmConfig<cutlass::bfloat16_t, 128, 64, {stages}, ScheduleCoop, SchedulerPersistent, false, 1,\n" in bf16
     assert f"Status {BF16_64}_run(GemmArgs const& args) {{ return run_gemm<Config>(args); }}" in bf16
     assert f"size_t {BF16_64}_workspace(GemmArgs const& args)" in bf16
-    assert (f"GemmConfig<int32_t, 128, 64, {only('s32').stages}, ScheduleCoop, SchedulerPersistent, false, 1>"
+    assert (f"GemmConfig<int32_t, 128, 64, {only('s32').stages}, ScheduleCoop, SchedulerPersistent, false, 1,\n"
             in sources[1].read_text())
 
     rows = [line for line in (tmp_path / "kernel_list.inc").read_text().splitlines() if not line.startswith("//")]
@@ -171,6 +176,20 @@ def test_emit_writes_one_tu_per_config_and_the_list(tmp_path):
                     f"LIQUIDGEMM_KERNEL({FQ_8}, true)", f"LIQUIDGEMM_KERNEL({SPLITK_8}, false)",
                     f"LIQUIDGEMM_KERNEL({PAIR_128}, false)", f"LIQUIDGEMM_KERNEL({KPAIRS_16}, false)",
                     f"LIQUIDGEMM_KERNEL({BALANCED_16}, false)"]
+
+
+def test_room_configs_compile_without_register_reallocation(tmp_path):
+    # Their GEMM leaves half the register file to the reduce kernel: CUTLASS's setmaxnreg must be compiled out
+    # before any CUTLASS header (kernel/w4a8_gemm.hpp static_asserts it); every other config keeps it.
+    sources = dict(zip(CI_IDS, emit(tmp_path, select("ci"), TEMPLATE)))
+    define = "#define CUDA_CTA_RECONFIG_ACTIVATED 0"
+    for config_id, source in sources.items():
+        code = [line for line in source.read_text().splitlines() if line and not line.startswith("//")]
+        if config_id == SPLITK_8:
+            assert code[0].startswith(define)
+            assert code[1] == '#include "cutlass/numeric_types.h"'
+        else:
+            assert not any(define in line for line in code)
 
 
 def test_emit_maps_every_field(tmp_path):

@@ -73,14 +73,15 @@ def test_committed_heuristic_is_within_5_percent_of_the_measured_best(build):
     """The committed table is derived from H100 tuning runs (bench/results/h100/tune.json, all M; then re-tuned:
     tune_decode.json, M <= 64; tune_prefill.json, M >= 128; tune_decode_kpairs.json, Llama-3-70B o and down at M <= 64
     with the K-pairs config; tune_decode_o.json, 70B o at M <= 16; tune_decode_balanced.json, M <= 64 with the
-    balanced-split configs; later runs replace those points): at every measured
+    balanced-split configs; tune_decode_room.json, M <= 64 with the `_room` configs; later runs replace those
+    points): at every measured
     (shape, M) point its choice must be within 5% of the fastest compiled config. (The measurements are not monotone
     in tile_n: small weights prefer smaller token tiles, i.e. more CTAs, up to M = 256.)"""
     results = ROOT / "bench" / "results" / "h100"
     points: dict[tuple[int, int, int], dict[str, float]] = {}
     # later runs' points replace earlier ones
     runs = ("tune.json", "tune_decode.json", "tune_prefill.json", "tune_decode_kpairs.json", "tune_decode_o.json",
-            "tune_decode_balanced.json")
+            "tune_decode_balanced.json", "tune_decode_room.json")
     for run in runs:
         run_points: dict[tuple[int, int, int], dict[str, float]] = {}
         for row in json.loads((results / run).read_text())["measurements"]:
@@ -177,7 +178,7 @@ def test_check_config_refuses_a_cluster_config_on_unpaired_weight_tiles(build):
 
 def test_k_pairs_configs_take_only_whole_pairs_of_k_blocks(build):
     (pairs,) = ids(tile_n=16, scheduler="kpairs")
-    (split,) = ids(tile_n=16, scheduler="splitk")
+    (split,) = ids(tile_n=16, scheduler="splitk", reduce_room=False)
     build([pairs, split])
     assert dispatch.check_config(pairs, "bf16", n=384, k=512) == pairs
     with pytest.raises(ValueError, match="in_features divisible by 256, got 384"):
@@ -189,6 +190,16 @@ def test_k_pairs_configs_take_only_whole_pairs_of_k_blocks(build):
     # the dispatcher maps a K-pairs choice onto a compiled config that takes K (here the split-K twin)
     assert dispatch._resolve(pairs, "bf16", 256, 384) == split
     assert dispatch._resolve(pairs, "bf16", 256, 512) == pairs
+
+
+def test_room_configs_resolve_to_their_twins(build):
+    (room,) = ids(tile_n=8, scheduler="splitk", reduce_room=True)
+    (plain,) = ids(tile_n=8, scheduler="splitk", reduce_room=False)
+    build([room, plain, *ids("s32")])
+    assert dispatch._resolve(room, "bf16") == room and dispatch._resolve(plain, "bf16") == plain
+    build([plain, *ids("s32")])
+    assert dispatch._resolve(room, "bf16") == plain  # a build without the room twin runs the plain one
+    assert dispatch._resolve(room, "s32") == ids("s32")[0]  # the raw int32 output has no reduce kernel
 
 
 def test_tuned_cache_is_honoured(build, monkeypatch, tmp_path):

@@ -8,6 +8,7 @@ import torch
 
 from conftest import capture_graph
 from liquidgemm import ops
+from liquidgemm._configs import TileConfig
 from liquidgemm.quantize import quantize_act_reference, quantize_weight
 from liquidgemm.reference import w4a8_gemm_reference
 
@@ -15,15 +16,16 @@ from liquidgemm.reference import w4a8_gemm_reference
 def _configs(*schedulers: str) -> list[str]:
     from liquidgemm import dispatch
 
-    return [c for c in dispatch.list_configs(torch.bfloat16, fused_quant=False) if c.endswith(schedulers)]
+    return [c for c in dispatch.list_configs(torch.bfloat16, fused_quant=False)
+            if TileConfig.parse(c).scheduler in schedulers]
 
 
 def _split_k_configs() -> list[str]:
-    return _configs("_splitk")
+    return _configs("splitk")
 
 
 def _reducing_configs() -> list[str]:
-    return _configs("_splitk", "_balanced")
+    return _configs("splitk", "balanced")
 
 
 def _problem(m: int, n: int = 512, k: int = 2048, seed: int = 0, group_size: int = 128):
@@ -68,7 +70,7 @@ BALANCED_SHAPES = [(1280, 1152, 128), (384, 3200, 64), (512, 128, 128), (128, 40
 def test_balanced_split_is_exact(m, n, k, group_size):
     from liquidgemm import _native
 
-    configs = _configs("_balanced")
+    configs = _configs("balanced")
     if not configs:
         pytest.skip("no bf16 balanced-split config compiled into this build")
     x, qw, _ = _problem(m, n, k, seed=n + k, group_size=group_size)

@@ -8,6 +8,9 @@ TMA multicast; such a config needs an even number of 128-row weight tiles (N % 2
 partial tiles summed by the split-K reduce kernel (``splitk`` splits every tile's K into equal slices instead).
 ``kpairs`` (decode) gives each CTA one 64-row weight slice whose two consumer warp groups take its even and odd
 k-blocks, summed in shared memory: twice the CTAs of a 128-row tile without a second kernel; it needs K % 256 == 0.
+``_room`` (split-K and balanced, decode) compiles the GEMM within half the register file, without CUTLASS's register
+reallocation, so that the reduce kernel's CTAs, launched early by PDL, wait beside it and the next GEMM takes the
+SMs the moment this one's CTAs exit; the tuner picks it or the full-register twin per shape.
 A trailing ``_fq`` (fused quantization) marks the decode configs that read the fp16/bf16 activations of
 ``w4a8_linear`` and quantize them inside the GEMM (one kernel per layer): at most tile_n tokens and
 K <= ``fused_max_k(tile_n)``, as each CTA keeps its tokens' whole quantized rows in shared memory.
@@ -35,12 +38,16 @@ SCHEDULERS = {"persist": "SchedulerPersistent", "streamk": "SchedulerStreamK", "
               "balanced": "SchedulerBalanced", "kpairs": "SchedulerKPairs"}
 REDUCING = ("splitk", "balanced")  # schedulers whose GEMM stores int32 partial tiles for the reduce kernel
 TILE_K = 128  # one packed k-block; fixed by the weight format
+# A `_room` config's GEMM leaves half the register file to the reduce kernel's CTAs, which then wait beside it (PDL)
+# instead of taking whole SMs from the next GEMM after it exits. CUTLASS's register reallocation (setmaxnreg) must
+# go: its per-CTA pool assumes a CTA that owns the register file (kernel/w4a8_gemm.hpp).
+ROOM_PRELUDE = "#define CUDA_CTA_RECONFIG_ACTIVATED 0  // before any CUTLASS header: no setmaxnreg\n"
 
 _ID_RE = re.compile(
     r"w4a8_sm90_(?P<out>[a-z0-9]+)_t(?P<tile_m>[1-9]\d*)x(?P<tile_n>[1-9]\d*)x128_c(?P<cluster_m>[1-9]\d*)x1"
-    r"_s(?P<stages>[1-9]\d*)_(?P<schedule>[a-z]+)_(?P<scheduler>[a-z]+)(?P<fq>_fq)?"
+    r"_s(?P<stages>[1-9]\d*)_(?P<schedule>[a-z]+)_(?P<scheduler>[a-z]+)(?P<room>_room)?(?P<fq>_fq)?"
 )
-_ID_FORMAT = "w4a8_sm90_<out>_t<tile_m>x<tile_n>x128_c<cluster_m>x1_s<stages>_<schedule>_<scheduler>[_fq]"
+_ID_FORMAT = "w4a8_sm90_<out>_t<tile_m>x<tile_n>x128_c<cluster_m>x1_s<stages>_<schedule>_<scheduler>[_room][_fq]"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +62,8 @@ class TileConfig:
     scheduler: str = "persist"
     fused_quant: bool = False  # reads the 16-bit activations and quantizes them in the kernel (w4a8_linear only)
     cluster_m: int = 1  # CTAs per cluster along the weight rows, sharing each activation stage (TMA multicast)
+    reduce_room: bool = False  # splitk / balanced: the GEMM keeps to half the register file, the reduce kernel waits
+                               # beside it (decode)
 
     def __post_init__(self):
         if self.out not in OUT_TYPES:
@@ -83,6 +92,9 @@ class TileConfig:
         if self.cluster_m > 1 and (self.schedule != "coop" or self.scheduler != "persist" or self.fused_quant):
             raise ValueError("a 2x1 cluster (activation multicast) is built for schedule 'coop', scheduler 'persist' "
                              "and int8 activations (no fused quantization)")
+        if self.reduce_room and self.scheduler not in REDUCING:
+            raise ValueError(f"reduce_room: only the reducing schedulers {REDUCING} launch a reduce kernel, "
+                             f"not {self.scheduler!r}")
         if self.scheduler in REDUCING and self.out == "s32":
             raise ValueError(f"scheduler {self.scheduler!r} reduces int32 partials into bf16/f16; the s32 debug "
                              "output uses 'persist'")
@@ -90,7 +102,8 @@ class TileConfig:
     @property
     def id(self) -> str:
         return (f"w4a8_sm90_{self.out}_t{self.tile_m}x{self.tile_n}x{TILE_K}_c{self.cluster_m}x1_s{self.stages}"
-                f"_{self.schedule}_{self.scheduler}" + ("_fq" if self.fused_quant else ""))
+                f"_{self.schedule}_{self.scheduler}" + ("_room" if self.reduce_room else "")
+                + ("_fq" if self.fused_quant else ""))
 
     @classmethod
     def parse(cls, config_id: str) -> TileConfig:
@@ -102,7 +115,8 @@ class TileConfig:
         try:
             return cls(out=fields["out"], tile_m=int(fields["tile_m"]), tile_n=int(fields["tile_n"]),
                        stages=int(fields["stages"]), schedule=fields["schedule"], scheduler=fields["scheduler"],
-                       fused_quant=fields["fq"] is not None, cluster_m=int(fields["cluster_m"]))
+                       fused_quant=fields["fq"] is not None, cluster_m=int(fields["cluster_m"]),
+                       reduce_room=fields["room"] is not None)
         except ValueError as err:
             raise ValueError(f"invalid config id {config_id!r}: {err}") from None
 
@@ -116,7 +130,8 @@ class TileConfig:
         return {"ID": self.id, "OUT_TYPE": OUT_TYPES[self.out], "TILE_M": str(self.tile_m),
                 "TILE_N": str(self.tile_n), "STAGES": str(self.stages),
                 "SCHEDULE": SCHEDULES[self.schedule], "SCHEDULER": SCHEDULERS[self.scheduler],
-                "FUSED_QUANT": str(self.fused_quant).lower(), "CLUSTER_M": str(self.cluster_m)}
+                "FUSED_QUANT": str(self.fused_quant).lower(), "CLUSTER_M": str(self.cluster_m),
+                "REDUCE_ROOM": str(self.reduce_room).lower(), "PRELUDE": ROOM_PRELUDE if self.reduce_room else ""}
 
 
 SMEM_PER_BLOCK = 232448          # Hopper: 227 KB of shared memory per CTA
@@ -142,10 +157,11 @@ def stages_that_fit(out: str, tile_m: int, tile_n: int, max_stages: int = 24, fu
     return max(2, min(max_stages, (SMEM_PER_BLOCK - reserve) // stage))
 
 
-def _coop(out: str, tile_n: int, scheduler: str, fused_quant: bool = False, cluster_m: int = 1) -> TileConfig:
+def _coop(out: str, tile_n: int, scheduler: str, fused_quant: bool = False, cluster_m: int = 1,
+          reduce_room: bool = False) -> TileConfig:
     kernel_out = "s32" if scheduler in REDUCING else out  # split-K tiles store int32 partials
     stages = stages_that_fit(kernel_out, 128, tile_n, fused_quant=fused_quant, k_pairs=scheduler == "kpairs")
-    return TileConfig(out, 128, tile_n, stages, "coop", scheduler, fused_quant, cluster_m)
+    return TileConfig(out, 128, tile_n, stages, "coop", scheduler, fused_quant, cluster_m, reduce_room)
 
 
 # THE list. Stream-K, split-K and the balanced split only where tiles are small enough that few CTAs would leave
@@ -155,6 +171,11 @@ CONFIGS: list[TileConfig] = [
     for out in ("bf16", "f16")
     for tile_n in (8, 16, 32, 64, 128, 256)
     for scheduler in (("persist", "streamk", "splitk", "balanced") if tile_n <= 64 else ("persist",))
+] + [
+    _coop(out, tile_n, scheduler, reduce_room=True)  # decode M <= 16: the reduce kernel waits beside the GEMM
+    for out in ("bf16", "f16")
+    for tile_n in (8, 16)
+    for scheduler in REDUCING
 ] + [
     _coop(out, 16, "kpairs")  # decode shapes with half as many 128-row weight tiles as SMs (Llama-3-70B o)
     for out in ("bf16", "f16")
@@ -173,7 +194,8 @@ CONFIGS: list[TileConfig] = [
 # 2x1-cluster config (activation multicast), one K-pairs config (warp groups splitting K) and one balanced-split
 # config (its own tile scheduler).
 CI_CONFIGS: list[TileConfig] = [_coop("bf16", 64, "persist"), _coop("s32", 64, "persist"),
-                                _coop("bf16", 8, "persist", fused_quant=True), _coop("bf16", 8, "splitk"),
+                                _coop("bf16", 8, "persist", fused_quant=True),
+                                _coop("bf16", 8, "splitk", reduce_room=True),
                                 _coop("bf16", 128, "persist", cluster_m=2), _coop("bf16", 16, "kpairs"),
                                 _coop("bf16", 16, "balanced")]
 

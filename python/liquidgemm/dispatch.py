@@ -183,9 +183,10 @@ def _resolve(config_id: str, out: str, n: int = 0, k: int = 0) -> str:
     Memoised: a table or cache names only a few distinct ids, and a model only a few (n, k)."""
     chosen = TileConfig.parse(config_id)
     # split-K and balanced-split tiles are an int32 GEMM + a float reduction; the raw int32 output is the plain
-    # persistent GEMM
+    # persistent GEMM (no reduce kernel to leave room for)
     scheduler = "persist" if out == "s32" and chosen.scheduler in REDUCING else chosen.scheduler
-    wanted = dataclasses.replace(chosen, out=out, scheduler=scheduler)
+    wanted = dataclasses.replace(chosen, out=out, scheduler=scheduler,
+                                 reduce_room=chosen.reduce_room and scheduler in REDUCING)
     candidates = [c for c in _compiled() if c.out == out and c.fused_quant == wanted.fused_quant]
     if not candidates:
         raise ValueError(f"out_dtype: this build has no config writing {out}; "
@@ -200,7 +201,8 @@ def _resolve(config_id: str, out: str, n: int = 0, k: int = 0) -> str:
         # same tile first (other scheduler, then other stages), then the nearest tile_n (the larger on a tie:
         # it still covers m), then anything else of this output dtype; the id makes the order total.
         return (abs(math.log2(c.tile_n / wanted.tile_n)), c.tile_n < wanted.tile_n, c.tile_m != wanted.tile_m,
-                c.schedule != wanted.schedule, c.scheduler != wanted.scheduler, c.cluster_m != wanted.cluster_m,
+                c.schedule != wanted.schedule, c.scheduler != wanted.scheduler, c.reduce_room != wanted.reduce_room,
+                c.cluster_m != wanted.cluster_m,
                 abs(c.stages - wanted.stages), c.id)
 
     return min(candidates, key=distance).id

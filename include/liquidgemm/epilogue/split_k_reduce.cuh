@@ -18,7 +18,10 @@ namespace liquidgemm::epilogue {
 
 constexpr int kReduceThreads = 256;
 constexpr int kReduceVector = 4;  // channels per thread (n is a multiple of 128)
-constexpr int kLoadBatch = 16;    // slices loaded at once: the split-count cost model's maximum
+constexpr int kLoadBatch = 8;     // slices loaded at once (8 int4 = 32 registers)
+// Registers within a quarter of the register file: two CTAs fit beside a GEMM that leaves half of it
+// (kernel/w4a8_gemm.hpp, kRoomForReduce), so a decode reduction's CTAs all wait there for the GEMM's end.
+constexpr int kReduceMinBlocks = 4;
 
 // Partial tiles summed per output: uniform split-K's `splits` for every tile, else the balanced split's per tile.
 struct PartialCount {
@@ -31,7 +34,7 @@ struct PartialCount {
 };
 
 template <class OutT>
-__global__ void __launch_bounds__(kReduceThreads)
+__global__ void __launch_bounds__(kReduceThreads, kReduceMinBlocks)
     reduce_split_k(int32_t const* __restrict__ partials, PartialCount const count, int64_t m, int64_t n,
                    float const* __restrict__ act_scale, float const* __restrict__ s1, float const* __restrict__ bias,
                    OutT* __restrict__ out) {
@@ -50,8 +53,8 @@ __global__ void __launch_bounds__(kReduceThreads)
   int const splits = first < slice_elems ? count.at(token, channel) : 0;
   arch::wait_for_prior_grids();  // launched with PDL behind the split GEMM: its partials are complete after this
   if (first >= slice_elems) return;
-  // Every load is issued before the first add: the scales, then all slices (kLoadBatch in flight per thread), so the
-  // reduction costs one L2 round trip instead of one per few slices (most of this kernel's time at 8-16 slices).
+  // Every load is issued before the first add: the scales, then up to kLoadBatch slices in flight per thread, so the
+  // reduction costs one L2 round trip per 8 slices instead of one per few (most of its time at 8-16 slices).
   float const xs = act_scale[token];
   float scale[kReduceVector], offset[kReduceVector];
 #pragma unroll

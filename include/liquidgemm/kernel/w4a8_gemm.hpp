@@ -58,8 +58,9 @@ struct SchedulerKPairs {
 
 // FusedQuant: the kernel reads the 16-bit activations (of type OutT) and quantizes them itself (decode, m <= TileN).
 // ClusterM: CTAs per cluster along the weight rows, sharing each activation stage through TMA multicast.
+// RoomForReduce (split-K / balanced): see kRoomForReduce.
 template <class OutT_, int TileM, int TileN, int Stages, class Schedule, class Scheduler, bool FusedQuant = false,
-          int ClusterM = 1>
+          int ClusterM = 1, bool RoomForReduce = false>
 struct GemmConfig {
   using OutT = OutT_;
   static constexpr bool kFusedQuant = FusedQuant;
@@ -70,6 +71,12 @@ struct GemmConfig {
   static constexpr bool kKPairs = std::is_same_v<Scheduler, SchedulerKPairs>;
   static constexpr bool kBalanced = std::is_same_v<Scheduler, SchedulerBalanced>;
   static constexpr bool kReducesPartials = kSplitK || kBalanced;  // int32 partial tiles + the reduce kernel
+  // The GEMM leaves half the register file to the reduce kernel, whose CTAs (launched early by PDL) then wait
+  // beside the GEMM's and run as it ends, while the next GEMM's CTAs take the SMs the GEMM frees. Otherwise they
+  // take SMs only as the GEMM's CTAs exit and hold them from the next GEMM until they finish (bench/NOTES.md).
+  static constexpr bool kRoomForReduce = RoomForReduce;
+  static_assert(!kRoomForReduce || (kReducesPartials && ClusterM == 1),
+                "room for the reduce kernel: split-K or balanced configs of 1x1 clusters");
   using KernelOutT = std::conditional_t<kReducesPartials, int32_t, OutT>;
   static constexpr collective::KSplit kKSplit = kKPairs    ? collective::KSplit::kPairs
                                                 : kBalanced ? collective::KSplit::kRanges
@@ -95,6 +102,20 @@ struct GemmConfig {
   using Gemm = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
   static_assert(Kernel::SharedStorageSize <= 232448, "stages do not fit Hopper's 227 KB of shared memory");
 };
+
+// Entry of the GEMMs that leave room for the reduce kernel: CUTLASS's kernel class run as-is, under launch bounds
+// that keep its registers within half the register file. Its TU defines CUDA_CTA_RECONFIG_ACTIVATED 0 before any
+// CUTLASS header (kernels/w4a8_gemm.cu.in): setmaxnreg's pool is per CTA, and a CTA launched with half the
+// register file could never grow its consumers to CUTLASS's 232 registers (it would wait forever).
+template <class Kernel>
+__global__ void __launch_bounds__(Kernel::MaxThreadsPerBlock, 2)
+    w4a8_gemm_room_for_reduce(CUTLASS_GRID_CONSTANT typename Kernel::Params const params) {
+#if defined(__CUDA_ARCH__) && CUDA_CTA_RECONFIG_ACTIVATED
+  static_assert(sizeof(Kernel) == 0, "define CUDA_CTA_RECONFIG_ACTIVATED 0 before any CUTLASS header");
+#endif
+  extern __shared__ char smem[];
+  Kernel{}(params, smem);
+}
 
 namespace detail {
 
@@ -244,9 +265,13 @@ Status run_gemm(GemmArgs const& problem) {
   if (!Kernel::can_implement(args)) {
     return Status::error("problem not supported by this kernel config (shape, group size or alignment)");
   }
+  auto const entry = [] {
+    if constexpr (Config::kRoomForReduce) return w4a8_gemm_room_for_reduce<Kernel>;
+    else return cutlass::device_kernel<Kernel>;
+  }();
   // Raise the kernel's dynamic shared-memory limit once per process (not per call: it is host overhead).
-  static cudaError_t const smem_attribute = cudaFuncSetAttribute(
-      cutlass::device_kernel<Kernel>, cudaFuncAttributeMaxDynamicSharedMemorySize, Kernel::SharedStorageSize);
+  static cudaError_t const smem_attribute =
+      cudaFuncSetAttribute(entry, cudaFuncAttributeMaxDynamicSharedMemorySize, Kernel::SharedStorageSize);
   if (smem_attribute != cudaSuccess) {
     return Status::error(cudaGetErrorString(smem_attribute));
   }
@@ -258,10 +283,25 @@ Status run_gemm(GemmArgs const& problem) {
   auto params = Kernel::to_underlying_arguments(args, kernel_workspace);
   // PDL: the collective's producer waits for the previous grid (arch/grid_dependency.hpp) before any load that
   // reads its output; nothing else in the kernel touches global memory before the mainloop hands it data.
-  if (Gemm::run(params, a.stream, nullptr, a.pdl) != cutlass::Status::kSuccess) {
-    return Status::error("kernel launch failed");
+  cudaError_t err = cudaSuccess;
+  if constexpr (Config::kRoomForReduce) {
+    cudaLaunchConfig_t launch{};
+    launch.gridDim = Kernel::get_grid_shape(params);
+    launch.blockDim = Kernel::get_block_shape();
+    launch.dynamicSmemBytes = Kernel::SharedStorageSize;
+    launch.stream = a.stream;
+    cudaLaunchAttribute pdl{};
+    pdl.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    pdl.val.programmaticStreamSerializationAllowed = 1;
+    launch.attrs = &pdl;
+    launch.numAttrs = a.pdl ? 1 : 0;
+    err = cudaLaunchKernelEx(&launch, entry, params);
+  } else {
+    if (Gemm::run(params, a.stream, nullptr, a.pdl) != cutlass::Status::kSuccess) {
+      return Status::error("kernel launch failed");
+    }
+    err = cudaGetLastError();
   }
-  cudaError_t err = cudaGetLastError();
   if constexpr (Config::kReducesPartials) {
     if (err == cudaSuccess) {
       err = epilogue::launch_reduce_split_k(static_cast<int32_t const*>(a.workspace), count,
