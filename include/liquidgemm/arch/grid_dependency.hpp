@@ -5,7 +5,11 @@
 // prefetched line can never be stale).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <utility>
+
+#include <cuda_runtime.h>  // cudaLaunchKernelEx (the C++ overload)
 
 namespace liquidgemm::arch {
 
@@ -28,6 +32,24 @@ __device__ __forceinline__ void prefetch_l2(void const* ptr, uint32_t bytes) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(ptr), "r"(bytes) : "memory");
 #endif
+}
+
+// Launches kernel<<<grid, block, smem, stream>>>(args...), as a PDL dependent of the stream's previous kernel when
+// `pdl` (the kernel then calls wait_for_prior_grids() before it reads that kernel's output).
+template <class... Params, class... Args>
+cudaError_t launch_with_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                            bool pdl, Args&&... args) {
+  cudaLaunchConfig_t config{};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = smem;
+  config.stream = stream;
+  cudaLaunchAttribute attribute{};
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = &attribute;
+  config.numAttrs = pdl ? 1 : 0;
+  return cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
 }
 
 }  // namespace liquidgemm::arch

@@ -91,16 +91,9 @@ cudaError_t launch_reduce_split_k(int32_t const* partials, PartialCount const& c
                                   float const* act_scale, float const* s1, float const* bias, OutT* out,
                                   cudaStream_t stream, bool pdl) {
   int64_t const threads = m * n / kReduceVector;
-  cudaLaunchConfig_t config{};
-  config.gridDim = dim3(static_cast<unsigned>((threads + kReduceThreads - 1) / kReduceThreads));
-  config.blockDim = dim3(kReduceThreads);
-  config.stream = stream;
-  cudaLaunchAttribute attribute{};
-  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attribute.val.programmaticStreamSerializationAllowed = 1;
-  config.attrs = &attribute;
-  config.numAttrs = pdl ? 1 : 0;
-  return cudaLaunchKernelEx(&config, reduce_split_k<OutT>, partials, count, m, n, act_scale, s1, bias, out);
+  auto const grid = static_cast<unsigned>((threads + kReduceThreads - 1) / kReduceThreads);
+  return arch::launch_with_pdl(reduce_split_k<OutT>, dim3(grid), dim3(kReduceThreads), 0, stream, pdl, partials, count,
+                               m, n, act_scale, s1, bias, out);
 }
 
 }  // namespace liquidgemm::epilogue

@@ -15,6 +15,7 @@
 #include "cutlass/kernel_hardware_info.h"
 #include "cutlass/numeric_types.h"
 
+#include "liquidgemm/arch/grid_dependency.hpp"
 #include "liquidgemm/arch/sm_count.hpp"
 #include "liquidgemm/kernel/balanced_split.hpp"
 #include "liquidgemm/collective/sm90_mma_liquid_w4a8.hpp"
@@ -285,17 +286,8 @@ Status run_gemm(GemmArgs const& problem) {
   // reads its output; nothing else in the kernel touches global memory before the mainloop hands it data.
   cudaError_t err = cudaSuccess;
   if constexpr (Config::kRoomForReduce) {
-    cudaLaunchConfig_t launch{};
-    launch.gridDim = Kernel::get_grid_shape(params);
-    launch.blockDim = Kernel::get_block_shape();
-    launch.dynamicSmemBytes = Kernel::SharedStorageSize;
-    launch.stream = a.stream;
-    cudaLaunchAttribute pdl{};
-    pdl.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    pdl.val.programmaticStreamSerializationAllowed = 1;
-    launch.attrs = &pdl;
-    launch.numAttrs = a.pdl ? 1 : 0;
-    err = cudaLaunchKernelEx(&launch, entry, params);
+    err = arch::launch_with_pdl(entry, Kernel::get_grid_shape(params), Kernel::get_block_shape(),
+                                Kernel::SharedStorageSize, a.stream, a.pdl, params);
   } else {
     if (Gemm::run(params, a.stream, nullptr, a.pdl) != cutlass::Status::kSuccess) {
       return Status::error("kernel launch failed");
