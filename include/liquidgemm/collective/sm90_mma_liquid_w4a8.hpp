@@ -33,6 +33,7 @@
 #include "cutlass/gemm/gemm.h"
 #include "cutlass/pipeline/pipeline.hpp"
 
+#include "liquidgemm/arch/bulk_copy.hpp"
 #include "liquidgemm/arch/grid_dependency.hpp"
 #include "liquidgemm/collective/dispatch_policy.hpp"
 #include "liquidgemm/collective/fused_act_quant.hpp"
@@ -171,6 +172,9 @@ struct MainloopLiquidW4A8 {
     ActIn const* x;         // fused only: the activations, their token count and the scales' destination
     int tokens;
     float* act_scale;
+    // All tokens fit in one token tile, so each weight byte is read once: the weights stream through L2 as
+    // evict-first, leaving it to the activations, the next GEMM's prefetched weights and split-K partial tiles.
+    bool weights_read_once;
   };
 
   CUTLASS_HOST_DEVICE static int groups_per_block(int group_size) { return group_size == 64 ? 2 : 1; }
@@ -198,7 +202,7 @@ struct MainloopLiquidW4A8 {
     uint32_t tx = uint32_t(kSlices * (format::kChunkBytes + param_bytes) + kActStageBytes);
     int const row_k = int(weight_row_k(K, args));
     return {tma_b, args.ptr_weight, args.ptr_params, row_k / kTileK, int(K) / kTileK, row_k / args.group_size,
-            args.group_size, param_bytes, tx, args.ptr_x, int(N), args.ptr_act_scale};
+            args.group_size, param_bytes, tx, args.ptr_x, int(N), args.ptr_act_scale, N <= kTileN};
   }
 
   template <class ProblemShape>
@@ -272,18 +276,19 @@ struct MainloopLiquidW4A8 {
     uint8_t const* const pair_params =
         params.params + int64_t(first_slice) * params.groups * format::kParamBytesPerGroup;
     GroupCursor pair_group(params.group_size, first_block);
+    uint64_t const policy = params.weights_read_once ? arch::l2_policy_evict_first() : arch::l2_policy_evict_normal();
     CUTLASS_PRAGMA_NO_UNROLL
     for (; k_tile_count > 0; --k_tile_count, ++k_tile_iter, ++smem_pipe_write) {
       pipeline.producer_acquire(smem_pipe_write);
       uint64_t* barrier = pipeline.producer_get_barrier(smem_pipe_write);
       int const stage = smem_pipe_write.index();
       if constexpr (kKPairs) {
-        SM90_BULK_COPY_G2S::copy(pair_weight, barrier, weight_stage(shared_tensors, stage), kWeightStageBytes);
+        arch::bulk_copy_g2s(pair_weight, barrier, weight_stage(shared_tensors, stage), kWeightStageBytes, policy);
         pair_weight += kWeightStageBytes;
         CUTLASS_PRAGMA_UNROLL
         for (int s = 0; s < kBlocksPerStage; ++s) {
-          SM90_BULK_COPY_G2S::copy(pair_params + pair_group.offset, barrier,
-                                   param_stage(shared_tensors, stage) + s * kParamSlotBytes, params.param_bytes);
+          arch::bulk_copy_g2s(pair_params + pair_group.offset, barrier,
+                              param_stage(shared_tensors, stage) + s * kParamSlotBytes, params.param_bytes, policy);
           pair_group.next();
         }
         CUTLASS_PRAGMA_UNROLL
@@ -296,12 +301,12 @@ struct MainloopLiquidW4A8 {
         CUTLASS_PRAGMA_UNROLL
         for (int s = 0; s < kSlices; ++s) {
           int64_t const slice = first_slice + s;
-          SM90_BULK_COPY_G2S::copy(params.weight + (slice * params.k_blocks + k_block) * format::kChunkBytes,
-                                   barrier, weight_stage(shared_tensors, stage) + s * format::kChunkBytes,
-                                   format::kChunkBytes);
-          SM90_BULK_COPY_G2S::copy(params.params + (slice * params.groups + first_group) * format::kParamBytesPerGroup,
-                                   barrier, param_stage(shared_tensors, stage) + s * kParamSlotBytes,
-                                   params.param_bytes);
+          arch::bulk_copy_g2s(params.weight + (slice * params.k_blocks + k_block) * format::kChunkBytes, barrier,
+                              weight_stage(shared_tensors, stage) + s * format::kChunkBytes, format::kChunkBytes,
+                              policy);
+          arch::bulk_copy_g2s(params.params + (slice * params.groups + first_group) * format::kParamBytesPerGroup,
+                              barrier, param_stage(shared_tensors, stage) + s * kParamSlotBytes, params.param_bytes,
+                              policy);
         }
         if constexpr (kClusterM > 1) {
           copy(params.tma_load_b.with(*barrier, mcast_mask_b), tBgB(_, _, _, *k_tile_iter), tBsB(_, _, _, stage));

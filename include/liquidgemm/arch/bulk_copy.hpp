@@ -1,0 +1,38 @@
+// SPDX-License-Identifier: Apache-2.0
+// Bulk (non-tensor) TMA copies global -> shared with an L2 eviction policy. The packed weights are read once per
+// GEMM: streamed as evict-first, they leave L2 to what is read again (activations, split-K partial tiles).
+#pragma once
+
+#include <cstdint>
+
+namespace liquidgemm::arch {
+
+__device__ __forceinline__ uint64_t l2_policy_evict_first() {
+  uint64_t policy = 0;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+#endif
+  return policy;
+}
+
+__device__ __forceinline__ uint64_t l2_policy_evict_normal() {
+  uint64_t policy = 0;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;" : "=l"(policy));
+#endif
+  return policy;
+}
+
+// Copies `bytes` (a multiple of 16, both addresses 16-byte aligned) and completes them on the mbarrier.
+__device__ __forceinline__ void bulk_copy_g2s(void const* src, uint64_t* barrier, void* dst, uint32_t bytes,
+                                              uint64_t policy) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], %2, [%3], %4;" ::"r"(
+          static_cast<uint32_t>(__cvta_generic_to_shared(dst))),
+      "l"(src), "r"(bytes), "r"(static_cast<uint32_t>(__cvta_generic_to_shared(barrier))), "l"(policy)
+      : "memory");
+#endif
+}
+
+}  // namespace liquidgemm::arch
