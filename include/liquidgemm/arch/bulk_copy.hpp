@@ -7,18 +7,15 @@
 
 namespace liquidgemm::arch {
 
-__device__ __forceinline__ uint64_t l2_policy_evict_first() {
+// The L2 eviction policy of a cache-hinted copy: evict-first (data read once) or the normal priority.
+__device__ __forceinline__ uint64_t l2_policy(bool evict_first) {
   uint64_t policy = 0;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
-#endif
-  return policy;
-}
-
-__device__ __forceinline__ uint64_t l2_policy_evict_normal() {
-  uint64_t policy = 0;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;" : "=l"(policy));
+  if (evict_first) {
+    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+  } else {
+    asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;" : "=l"(policy));
+  }
 #endif
   return policy;
 }

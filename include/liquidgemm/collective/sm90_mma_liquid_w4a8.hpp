@@ -276,7 +276,7 @@ struct MainloopLiquidW4A8 {
     uint8_t const* const pair_params =
         params.params + int64_t(first_slice) * params.groups * format::kParamBytesPerGroup;
     GroupCursor pair_group(params.group_size, first_block);
-    uint64_t const policy = params.weights_read_once ? arch::l2_policy_evict_first() : arch::l2_policy_evict_normal();
+    uint64_t const policy = arch::l2_policy(params.weights_read_once);
     CUTLASS_PRAGMA_NO_UNROLL
     for (; k_tile_count > 0; --k_tile_count, ++k_tile_iter, ++smem_pipe_write) {
       pipeline.producer_acquire(smem_pipe_write);
