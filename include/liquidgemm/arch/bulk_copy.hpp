@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// Bulk (non-tensor) TMA copies global -> shared with an L2 eviction policy. The packed weights are read once per
-// GEMM: streamed as evict-first, they leave L2 to what is read again (activations, split-K partial tiles).
+// Bulk (non-tensor) TMA copies global -> shared with an L2 eviction policy. Packed weights that one token tile
+// reads once stream as evict-first, leaving L2 to what is read again (activations, split-K partial tiles).
 #pragma once
 
 #include <cstdint>

@@ -169,12 +169,9 @@ struct MainloopLiquidW4A8 {
     int group_size;
     int param_bytes;        // bytes of group params per slice per stage: 128 or 256 (group size 64)
     uint32_t tma_transaction_bytes;
-    ActIn const* x;         // fused only: the activations, their token count and the scales' destination
-    int tokens;
+    ActIn const* x;         // fused only: the activations and the scales' destination
+    int tokens;             // the problem's N (the fused quantizer's rows; the weights' L2 policy)
     float* act_scale;
-    // All tokens fit in one token tile, so each weight byte is read once: the weights stream through L2 as
-    // evict-first, leaving it to the activations, the next GEMM's prefetched weights and split-K partial tiles.
-    bool weights_read_once;
   };
 
   CUTLASS_HOST_DEVICE static int groups_per_block(int group_size) { return group_size == 64 ? 2 : 1; }
@@ -202,7 +199,7 @@ struct MainloopLiquidW4A8 {
     uint32_t tx = uint32_t(kSlices * (format::kChunkBytes + param_bytes) + kActStageBytes);
     int const row_k = int(weight_row_k(K, args));
     return {tma_b, args.ptr_weight, args.ptr_params, row_k / kTileK, int(K) / kTileK, row_k / args.group_size,
-            args.group_size, param_bytes, tx, args.ptr_x, int(N), args.ptr_act_scale, N <= kTileN};
+            args.group_size, param_bytes, tx, args.ptr_x, int(N), args.ptr_act_scale};
   }
 
   template <class ProblemShape>
@@ -276,7 +273,9 @@ struct MainloopLiquidW4A8 {
     uint8_t const* const pair_params =
         params.params + int64_t(first_slice) * params.groups * format::kParamBytesPerGroup;
     GroupCursor pair_group(params.group_size, first_block);
-    uint64_t const policy = arch::l2_policy(params.weights_read_once);
+    // All tokens in one token tile: each weight byte is read once, so the weights stream through L2 as evict-first,
+    // leaving it to the activations, the next GEMM's prefetched weights and split-K partial tiles.
+    uint64_t const policy = arch::l2_policy(params.tokens <= kTileN);
     CUTLASS_PRAGMA_NO_UNROLL
     for (; k_tile_count > 0; --k_tile_count, ++k_tile_iter, ++smem_pipe_write) {
       pipeline.producer_acquire(smem_pipe_write);
