@@ -34,21 +34,29 @@ __device__ __forceinline__ void prefetch_l2(void const* ptr, uint32_t bytes) {
 #endif
 }
 
-// Launches kernel<<<grid, block, smem, stream>>>(args...), as a PDL dependent of the stream's previous kernel when
-// `pdl` (the kernel then calls wait_for_prior_grids() before it reads that kernel's output).
+// Launches kernel<<<grid, block, smem, stream>>>(args...) in thread-block clusters of `cluster` CTAs, as a PDL
+// dependent of the stream's previous kernel when `pdl` (the kernel then calls wait_for_prior_grids() before it reads
+// that kernel's output).
 template <class... Params, class... Args>
-cudaError_t launch_with_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
-                            bool pdl, Args&&... args) {
+cudaError_t launch_with_pdl(void (*kernel)(Params...), dim3 grid, dim3 block, dim3 cluster, size_t smem,
+                            cudaStream_t stream, bool pdl, Args&&... args) {
   cudaLaunchConfig_t config{};
   config.gridDim = grid;
   config.blockDim = block;
   config.dynamicSmemBytes = smem;
   config.stream = stream;
-  cudaLaunchAttribute attribute{};
-  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attribute.val.programmaticStreamSerializationAllowed = 1;
-  config.attrs = &attribute;
-  config.numAttrs = pdl ? 1 : 0;
+  cudaLaunchAttribute attributes[2]{};
+  unsigned count = 0;
+  if (cluster.x * cluster.y * cluster.z > 1) {
+    attributes[count].id = cudaLaunchAttributeClusterDimension;
+    attributes[count++].val.clusterDim = {cluster.x, cluster.y, cluster.z};
+  }
+  if (pdl) {
+    attributes[count].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attributes[count++].val.programmaticStreamSerializationAllowed = 1;
+  }
+  config.attrs = attributes;
+  config.numAttrs = count;
   return cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
 }
 

@@ -226,6 +226,26 @@ struct MainloopLiquidW4A8 {
     cute::prefetch_tma_descriptor(params.tma_load_b.get_tma_descriptor());
   }
 
+  // The weights and group params of a work unit's first ring of k-blocks, sent to L2 by the kernel's entry before
+  // anything else (kernel/w4a8_gemm.hpp), while the previous kernel may still run (PDL): weights are never a
+  // kernel's output, and L2 is the GPU's point of coherence, so a prefetched line can never be stale.
+  CUTLASS_DEVICE static void prefetch_first_ring(Params const& params, int m_coord, int l_coord, int k_tile_start,
+                                                 int k_tile_count) {
+    int const k_block = first_block_of(params, l_coord, k_tile_start);
+    int const blocks = (k_tile_count < Stages ? k_tile_count : Stages) * kBlocksPerStage;
+    int const first_group = group_of_block(params, k_block);
+    int const groups = group_of_block(params, k_block + blocks - 1) + groups_per_block(params.group_size) -
+                       first_group;
+    CUTLASS_PRAGMA_UNROLL
+    for (int s = 0; s < kSlicesPerStage; ++s) {
+      int64_t const slice = first_slice_of(m_coord, l_coord) + s;
+      arch::prefetch_l2(params.weight + (slice * params.k_blocks + k_block) * format::kChunkBytes,
+                        uint32_t(blocks * format::kChunkBytes));
+      arch::prefetch_l2(params.params + (slice * params.groups + first_group) * format::kParamBytesPerGroup,
+                        uint32_t(groups * format::kParamBytesPerGroup));
+    }
+  }
+
   // (BLK_M, BLK_K, m, k, l) coordinates for A (the kernel only reads its tile counts) and the TMA view of B.
   template <class ProblemShapeMNKL>
   CUTLASS_DEVICE auto load_init(ProblemShapeMNKL const& problem_shape_mnkl, Params const& params) const {
@@ -256,12 +276,15 @@ struct MainloopLiquidW4A8 {
     Tensor tBgB = block_tma_b.partition_S(gB);
     Tensor tBsB = block_tma_b.partition_D(sB);
 
-    // K pairs: both warp groups' chunks come from slice l, k-blocks 2k and 2k + 1.
-    int const first_slice = kKPairs ? int(l_coord) : int(m_coord) * kSlices;
-    int const split_first_block = kOneActivationBatch ? 0 : int(l_coord) * params.split_k_blocks;  // of k = 0
-    int const first_block = split_first_block + int(*k_tile_iter) * kBlocksPerStage;  // in the whole weight row
+    int const first_slice = first_slice_of(int(m_coord), int(l_coord));
+    int const split_first_block = first_block_of(params, int(l_coord), 0);
+    int const first_block = first_block_of(params, int(l_coord), int(*k_tile_iter));
     if (first_load_) {
-      start_after_prior_grids(params, first_slice, first_block, k_tile_count);
+      // With PDL this CTA may run before the previous kernel (e.g. the activation quantizer) has finished: every
+      // load that fills shared memory (and, after the mainloop, the epilogue and the stream-K fixup) comes after the
+      // wait. The kernel's entry has already sent this tile's first ring of weights to L2 (prefetch_first_ring).
+      arch::wait_for_prior_grids();
+      arch::allow_dependent_grids();  // the next PDL kernel may prefetch its weights while this one streams
       first_load_ = false;
     }
     // A K-pairs stage is one 8 KB copy of the slice's k-blocks 2k, 2k + 1 and their group params, its sources moved
@@ -508,26 +531,13 @@ struct MainloopLiquidW4A8 {
     return params.group_size == 64 ? 2 * k_block : k_block * kTileK / params.group_size;
   }
 
-  // With PDL this CTA may run before the previous kernel (e.g. the activation quantizer) has finished. Weights and
-  // group params of the first ring's worth of k-blocks go to L2 now; every load that fills shared memory (and, after
-  // the mainloop, the epilogue and the stream-K fixup) comes after the wait.
-  CUTLASS_DEVICE static void start_after_prior_grids(Params const& params, int first_slice, int k_block,
-                                                     int k_tile_count) {
-    // K pairs: the ring's k-blocks are consecutive ones of the one slice
-    int const blocks = (k_tile_count < Stages ? k_tile_count : Stages) * kBlocksPerStage;
-    int const first_group = group_of_block(params, k_block);
-    int const groups = group_of_block(params, k_block + blocks - 1) + groups_per_block(params.group_size) -
-                       first_group;
-    CUTLASS_PRAGMA_UNROLL
-    for (int s = 0; s < kSlicesPerStage; ++s) {
-      int64_t const slice = first_slice + s;
-      arch::prefetch_l2(params.weight + (slice * params.k_blocks + k_block) * format::kChunkBytes,
-                        uint32_t(blocks * format::kChunkBytes));
-      arch::prefetch_l2(params.params + (slice * params.groups + first_group) * format::kParamBytesPerGroup,
-                        uint32_t(groups * format::kParamBytesPerGroup));
-    }
-    arch::wait_for_prior_grids();
-    arch::allow_dependent_grids();  // the next PDL kernel may prefetch its weights while this one streams
+  // First weight slice (64 rows) and first k-block, in the whole weight row, of a work unit (m, l) at k-tile k.
+  // K pairs: both warp groups' chunks come from slice l, k-blocks 2k and 2k + 1; split-K: batch l is K slice l.
+  CUTLASS_DEVICE static int first_slice_of(int m_coord, int l_coord) {
+    return kKPairs ? l_coord : m_coord * kSlices;
+  }
+  CUTLASS_DEVICE static int first_block_of(Params const& params, int l_coord, int k_tile) {
+    return (kOneActivationBatch ? 0 : l_coord * params.split_k_blocks) + k_tile * kBlocksPerStage;
   }
 
   CUTLASS_DEVICE static uint8_t* weight_stage(TensorStorage& s, int stage) {

@@ -36,7 +36,7 @@ struct PartialCount {
 template <class OutT>
 __global__ void __launch_bounds__(kReduceThreads, kReduceMinBlocks)
     reduce_split_k(int32_t const* __restrict__ partials, PartialCount const count, int64_t m, int64_t n,
-                   float const* __restrict__ act_scale, float const* __restrict__ s1, float const* __restrict__ bias,
+                   float const* act_scale, float const* s1, float const* bias,
                    OutT* __restrict__ out) {
   static_assert(std::is_same_v<OutT, cutlass::bfloat16_t> || std::is_same_v<OutT, cutlass::half_t>,
                 "split-K outputs are bf16 or fp16");
@@ -50,11 +50,14 @@ __global__ void __launch_bounds__(kReduceThreads, kReduceMinBlocks)
   int64_t const token = first / n;
   int64_t const channel = first % n;
   // The thread's 4 channels lie in one 128-channel tile. Index arithmetic only: done while the GEMM still runs.
-  int const splits = first < slice_elems ? count.at(token, channel) : 0;
-  arch::wait_for_prior_grids();  // launched with PDL behind the split GEMM: its partials are complete after this
-  if (first >= slice_elems) return;
-  // Every load is issued before the first add: the scales, then up to kLoadBatch slices in flight per thread, so the
-  // reduction costs one L2 round trip per 8 slices instead of one per few (most of its time at 8-16 slices).
+  if (first >= slice_elems) {
+    return;
+  }
+  int const splits = count.at(token, channel);
+  // The scales before the wait: the GEMM never writes them, and PDL launched this grid only once every GEMM CTA had
+  // passed its own wait for the kernel that wrote act_scale. Their HBM round trip then overlaps the GEMM's tail instead
+  // of following it (0.2-0.5 us per decode GEMM on H100, bench/NOTES.md). No __restrict__ on their pointers: with it
+  // the compiler may treat them as invariant and sink the loads past the wait's memory clobber (it did).
   float const xs = act_scale[token];
   float scale[kReduceVector], offset[kReduceVector];
 #pragma unroll
@@ -62,6 +65,9 @@ __global__ void __launch_bounds__(kReduceThreads, kReduceMinBlocks)
     scale[i] = s1[channel + i];
     offset[i] = bias != nullptr ? bias[channel + i] : 0.f;
   }
+  arch::wait_for_prior_grids();  // launched with PDL behind the split GEMM: its partials are complete after this
+  // Every partial is loaded before the first add: up to kLoadBatch slices in flight per thread, so the reduction
+  // costs one L2 round trip per 8 slices instead of one per few (most of its time at 8-16 slices).
   int4 acc = {0, 0, 0, 0};
   for (int l0 = 0; l0 < splits; l0 += kLoadBatch) {
     int4 p[kLoadBatch];
@@ -92,8 +98,8 @@ cudaError_t launch_reduce_split_k(int32_t const* partials, PartialCount const& c
                                   cudaStream_t stream, bool pdl) {
   int64_t const threads = m * n / kReduceVector;
   auto const grid = static_cast<unsigned>((threads + kReduceThreads - 1) / kReduceThreads);
-  return arch::launch_with_pdl(reduce_split_k<OutT>, dim3(grid), dim3(kReduceThreads), 0, stream, pdl, partials, count,
-                               m, n, act_scale, s1, bias, out);
+  return arch::launch_with_pdl(reduce_split_k<OutT>, dim3(grid), dim3(kReduceThreads), dim3(1), 0, stream, pdl,
+                               partials, count, m, n, act_scale, s1, bias, out);
 }
 
 }  // namespace liquidgemm::epilogue

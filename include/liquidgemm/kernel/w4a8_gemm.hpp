@@ -10,7 +10,6 @@
 
 #include "cutlass/cutlass.h"
 #include "cutlass/epilogue/collective/collective_builder.hpp"
-#include "cutlass/gemm/device/gemm_universal_adapter.h"
 #include "cutlass/gemm/kernel/gemm_universal.hpp"
 #include "cutlass/kernel_hardware_info.h"
 #include "cutlass/numeric_types.h"
@@ -65,6 +64,7 @@ template <class OutT_, int TileM, int TileN, int Stages, class Schedule, class S
 struct GemmConfig {
   using OutT = OutT_;
   static constexpr bool kFusedQuant = FusedQuant;
+  static constexpr int kClusterM = ClusterM;
   static_assert(!FusedQuant || std::is_same_v<Scheduler, SchedulerPersistent>,
                 "fused quantization holds all of K for the CTA's one token tile: no K split");
   static constexpr bool kStreamK = std::is_same_v<Scheduler, SchedulerStreamK>;
@@ -100,20 +100,33 @@ struct GemmConfig {
 
   using Kernel = cutlass::gemm::kernel::GemmUniversal<cute::Shape<int, int, int, int>, Mainloop, Epilogue,
                                                       typename Scheduler::Tag>;
-  using Gemm = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
   static_assert(Kernel::SharedStorageSize <= 232448, "stages do not fit Hopper's 227 KB of shared memory");
 };
 
-// Entry of the GEMMs that leave room for the reduce kernel: CUTLASS's kernel class run as-is, under launch bounds
-// that keep its registers within half the register file. Its TU defines CUDA_CTA_RECONFIG_ACTIVATED 0 before any
-// CUTLASS header (kernels/w4a8_gemm.cu.in): setmaxnreg's pool is per CTA, and a CTA launched with half the
-// register file could never grow its consumers to CUTLASS's 232 registers (it would wait forever).
-template <class Kernel>
-__global__ void __launch_bounds__(Kernel::MaxThreadsPerBlock, 2)
-    w4a8_gemm_room_for_reduce(CUTLASS_GRID_CONSTANT typename Kernel::Params const params) {
+// The entry of every W4A8 GEMM: CUTLASS's kernel class run as-is, after thread 0 has sent the CTA's first ring of
+// weights to L2. Issued here, before the kernel's prologue (barrier init, a CTA barrier, the schedulers' setup: ~0.9
+// us on H100), the prefetch starts that much earlier in the previous kernel's tail (PDL), which shortens the gap in
+// each SM's HBM traffic between two decode GEMMs (bench/NOTES.md).
+// MinBlocks = 2 (room for the reduce kernel): registers within half the register file. Such a TU defines
+// CUDA_CTA_RECONFIG_ACTIVATED 0 before any CUTLASS header (kernels/w4a8_gemm.cu.in): setmaxnreg's pool is per CTA, and
+// a CTA launched with half the register file could never grow its consumers to CUTLASS's 232 registers (it would
+// wait forever).
+template <class Kernel, int MinBlocks>
+__global__ void __launch_bounds__(Kernel::MaxThreadsPerBlock, MinBlocks)
+    w4a8_gemm_kernel(CUTLASS_GRID_CONSTANT typename Kernel::Params const params) {
 #if defined(__CUDA_ARCH__) && CUDA_CTA_RECONFIG_ACTIVATED
-  static_assert(sizeof(Kernel) == 0, "define CUDA_CTA_RECONFIG_ACTIVATED 0 before any CUTLASS header");
+  static_assert(MinBlocks == 1, "define CUDA_CTA_RECONFIG_ACTIVATED 0 before any CUTLASS header");
 #endif
+  if (threadIdx.x == 0) {
+    using Scheduler = typename Kernel::TileScheduler;
+    Scheduler scheduler(params.scheduler);
+    auto const work = scheduler.initial_work_tile_info(typename Kernel::ClusterShape{});
+    if (work.is_valid()) {
+      Kernel::CollectiveMainloop::prefetch_first_ring(
+          params.mainloop, int(work.M_idx), int(work.L_idx), int(Scheduler::get_work_k_tile_start(work)),
+          int(Scheduler::get_work_k_tile_count(work, params.problem_shape, typename Kernel::TileShape{})));
+    }
+  }
   extern __shared__ char smem[];
   Kernel{}(params, smem);
 }
@@ -173,10 +186,10 @@ epilogue::PartialCount partial_count(GemmArgs const& a) {
 }
 
 template <class Config>
-typename Config::Gemm::Arguments make_arguments(GemmArgs const& a, epilogue::PartialCount const& count) {
-  using Gemm = typename Config::Gemm;
+typename Config::Kernel::Arguments make_arguments(GemmArgs const& a, epilogue::PartialCount const& count) {
+  using Kernel = typename Config::Kernel;
   using Mainloop = typename Config::Mainloop;
-  using StrideD = typename Gemm::GemmKernel::StrideD;
+  using StrideD = typename Kernel::StrideD;
   int const splits = split_count<Config>(a);
   int64_t const split_k = a.k / splits;
   // Split-K: slice l of the activations is the K-range [l * split_k, (l + 1) * split_k); the int32 partial tiles
@@ -186,7 +199,7 @@ typename Config::Gemm::Arguments make_arguments(GemmArgs const& a, epilogue::Par
   int64_t const channel_batch_stride = Config::kKPairs ? format::kSliceRows : 0;
   StrideD stride_out{cute::Int<1>{}, a.n, Config::kKPairs ? channel_batch_stride : int64_t(a.m) * a.n};
 
-  typename Gemm::Arguments args{};
+  typename Kernel::Arguments args{};
   args.mode = cutlass::gemm::GemmUniversalMode::kGemm;
   // kernel view: M = channels, N = tokens
   args.problem_shape =
@@ -238,7 +251,6 @@ size_t gemm_workspace_size(GemmArgs const& problem) {
 
 template <class Config>
 Status run_gemm(GemmArgs const& problem) {
-  using Gemm = typename Config::Gemm;
   using Kernel = typename Config::Kernel;
   // K pairs: always two, in the CTA; the balanced split: one run per SM
   if (problem.splits != 0 && !Config::kStreamK && !Config::kSplitK) {
@@ -266,10 +278,7 @@ Status run_gemm(GemmArgs const& problem) {
   if (!Kernel::can_implement(args)) {
     return Status::error("problem not supported by this kernel config (shape, group size or alignment)");
   }
-  auto const entry = [] {
-    if constexpr (Config::kRoomForReduce) return w4a8_gemm_room_for_reduce<Kernel>;
-    else return cutlass::device_kernel<Kernel>;
-  }();
+  auto const entry = w4a8_gemm_kernel<Kernel, Config::kRoomForReduce ? 2 : 1>;
   // Raise the kernel's dynamic shared-memory limit once per process (not per call: it is host overhead).
   static cudaError_t const smem_attribute =
       cudaFuncSetAttribute(entry, cudaFuncAttributeMaxDynamicSharedMemorySize, Kernel::SharedStorageSize);
@@ -283,17 +292,10 @@ Status run_gemm(GemmArgs const& problem) {
   }
   auto params = Kernel::to_underlying_arguments(args, kernel_workspace);
   // PDL: the collective's producer waits for the previous grid (arch/grid_dependency.hpp) before any load that
-  // reads its output; nothing else in the kernel touches global memory before the mainloop hands it data.
-  cudaError_t err = cudaSuccess;
-  if constexpr (Config::kRoomForReduce) {
-    err = arch::launch_with_pdl(entry, Kernel::get_grid_shape(params), Kernel::get_block_shape(),
-                                Kernel::SharedStorageSize, a.stream, a.pdl, params);
-  } else {
-    if (Gemm::run(params, a.stream, nullptr, a.pdl) != cutlass::Status::kSuccess) {
-      return Status::error("kernel launch failed");
-    }
-    err = cudaGetLastError();
-  }
+  // reads its output; before that the kernel only prefetches weights to L2.
+  cudaError_t err = arch::launch_with_pdl(entry, Kernel::get_grid_shape(params), Kernel::get_block_shape(),
+                                          dim3(Config::kClusterM, 1, 1), Kernel::SharedStorageSize, a.stream, a.pdl,
+                                          params);
   if constexpr (Config::kReducesPartials) {
     if (err == cudaSuccess) {
       err = epilogue::launch_reduce_split_k(static_cast<int32_t const*>(a.workspace), count,
