@@ -226,13 +226,26 @@ struct MainloopLiquidW4A8 {
     cute::prefetch_tma_descriptor(params.tma_load_b.get_tma_descriptor());
   }
 
-  // The weights and group params of a work unit's first ring of k-blocks, sent to L2 by the kernel's entry before
+  // How many stages of its first unit a CTA prefetches: a quarter of its k-tiles, at least 8 stages (on 132 SMs
+  // ~8.7 MB, ~3 us of HBM: enough to keep HBM busy across the handoff from the previous GEMM), at most the ring.
+  // Every CTA prefetching a whole ring floods L2 while the previous GEMM's tail and reduction still run: 0.2-0.8 us
+  // on the short decode GEMMs, while the long ones (70B gate_up, down) gain from the deeper prefetch (H100,
+  // bench/NOTES.md). K ranges: L is the partial tiles' slot, not work.
+  template <class ProblemShape>
+  CUTLASS_DEVICE static int prefetch_depth(ProblemShape const& problem_shape, int ctas) {
+    auto [M, N, K, L] = problem_shape;
+    int64_t const k_tiles = int64_t((int(M) + kTileM - 1) / kTileM) * ((int(N) + kTileN - 1) / kTileN) *
+                            (kKRanges ? 1 : int(L)) * ((int(K) + kTileK - 1) / kTileK);
+    return cute::min(Stages, cute::max(8, int(k_tiles / ctas / 4)));
+  }
+
+  // The weights and group params of a work unit's first `depth` stages, sent to L2 by the kernel's entry before
   // anything else (kernel/w4a8_gemm.hpp), while the previous kernel may still run (PDL): weights are never a
   // kernel's output, and L2 is the GPU's point of coherence, so a prefetched line can never be stale.
   CUTLASS_DEVICE static void prefetch_first_ring(Params const& params, int m_coord, int l_coord, int k_tile_start,
-                                                 int k_tile_count) {
+                                                 int k_tile_count, int depth) {
     int const k_block = first_block_of(params, l_coord, k_tile_start);
-    int const blocks = (k_tile_count < Stages ? k_tile_count : Stages) * kBlocksPerStage;
+    int const blocks = cute::min(k_tile_count, depth) * kBlocksPerStage;
     int const first_group = group_of_block(params, k_block);
     int const groups = group_of_block(params, k_block + blocks - 1) + groups_per_block(params.group_size) -
                        first_group;

@@ -104,7 +104,7 @@ struct GemmConfig {
 };
 
 // The entry of every W4A8 GEMM: CUTLASS's kernel class run as-is, after thread 0 has sent the CTA's first ring of
-// weights to L2. Issued here, before the kernel's prologue (barrier init, a CTA barrier, the schedulers' setup: ~0.9
+// weights (prefetch_depth stages) to L2. Issued here, before the kernel's prologue (barrier init, a CTA barrier, the schedulers' setup: ~0.9
 // us on H100), the prefetch starts that much earlier in the previous kernel's tail (PDL), which shortens the gap in
 // each SM's HBM traffic between two decode GEMMs (bench/NOTES.md).
 // MinBlocks = 2 (room for the reduce kernel): registers within half the register file. Such a TU defines
@@ -122,9 +122,11 @@ __global__ void __launch_bounds__(Kernel::MaxThreadsPerBlock, MinBlocks)
     Scheduler scheduler(params.scheduler);
     auto const work = scheduler.initial_work_tile_info(typename Kernel::ClusterShape{});
     if (work.is_valid()) {
-      Kernel::CollectiveMainloop::prefetch_first_ring(
+      using Mainloop = typename Kernel::CollectiveMainloop;
+      Mainloop::prefetch_first_ring(
           params.mainloop, int(work.M_idx), int(work.L_idx), int(Scheduler::get_work_k_tile_start(work)),
-          int(Scheduler::get_work_k_tile_count(work, params.problem_shape, typename Kernel::TileShape{})));
+          int(Scheduler::get_work_k_tile_count(work, params.problem_shape, typename Kernel::TileShape{})),
+          Mainloop::prefetch_depth(params.problem_shape, int(gridDim.x * gridDim.y * gridDim.z)));
     }
   }
   extern __shared__ char smem[];
