@@ -242,7 +242,7 @@ struct MainloopLiquidW4A8 {
   // The weights and group params of a work unit's first `depth` stages, sent to L2 by the kernel's entry before
   // anything else (kernel/w4a8_gemm.hpp), while the previous kernel may still run (PDL): weights are never a
   // kernel's output, and L2 is the GPU's point of coherence, so a prefetched line can never be stale.
-  CUTLASS_DEVICE static void prefetch_first_ring(Params const& params, int m_coord, int l_coord, int k_tile_start,
+  CUTLASS_DEVICE static void prefetch_first_stages(Params const& params, int m_coord, int l_coord, int k_tile_start,
                                                  int k_tile_count, int depth) {
     int const k_block = first_block_of(params, l_coord, k_tile_start);
     int const blocks = cute::min(k_tile_count, depth) * kBlocksPerStage;
@@ -295,7 +295,7 @@ struct MainloopLiquidW4A8 {
     if (first_load_) {
       // With PDL this CTA may run before the previous kernel (e.g. the activation quantizer) has finished: every
       // load that fills shared memory (and, after the mainloop, the epilogue and the stream-K fixup) comes after the
-      // wait. The kernel's entry has already sent this tile's first ring of weights to L2 (prefetch_first_ring).
+      // wait. The kernel's entry has already sent this unit's first stages of weights to L2 (prefetch_first_stages).
       arch::wait_for_prior_grids();
       arch::allow_dependent_grids();  // the next PDL kernel may prefetch its weights while this one streams
       first_load_ = false;

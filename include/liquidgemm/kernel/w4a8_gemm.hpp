@@ -103,10 +103,10 @@ struct GemmConfig {
   static_assert(Kernel::SharedStorageSize <= 232448, "stages do not fit Hopper's 227 KB of shared memory");
 };
 
-// The entry of every W4A8 GEMM: CUTLASS's kernel class run as-is, after thread 0 has sent the CTA's first ring of
-// weights (prefetch_depth stages) to L2. Issued here, before the kernel's prologue (barrier init, a CTA barrier, the schedulers' setup: ~0.9
-// us on H100), the prefetch starts that much earlier in the previous kernel's tail (PDL), which shortens the gap in
-// each SM's HBM traffic between two decode GEMMs (bench/NOTES.md).
+// The entry of every W4A8 GEMM: CUTLASS's kernel class run as-is, after thread 0 has sent the first stages of the CTA's
+// first unit (prefetch_depth) to L2. Issued here, before the kernel's prologue (barrier init, a CTA barrier, the
+// schedulers' setup: ~0.9 us on H100), the prefetch starts that much earlier in the previous kernel's tail (PDL), which
+// shortens the gap in each SM's HBM traffic between two decode GEMMs (bench/NOTES.md).
 // MinBlocks = 2 (room for the reduce kernel): registers within half the register file. Such a TU defines
 // CUDA_CTA_RECONFIG_ACTIVATED 0 before any CUTLASS header (kernels/w4a8_gemm.cu.in): setmaxnreg's pool is per CTA, and
 // a CTA launched with half the register file could never grow its consumers to CUTLASS's 232 registers (it would
@@ -123,7 +123,7 @@ __global__ void __launch_bounds__(Kernel::MaxThreadsPerBlock, MinBlocks)
     auto const work = scheduler.initial_work_tile_info(typename Kernel::ClusterShape{});
     if (work.is_valid()) {
       using Mainloop = typename Kernel::CollectiveMainloop;
-      Mainloop::prefetch_first_ring(
+      Mainloop::prefetch_first_stages(
           params.mainloop, int(work.M_idx), int(work.L_idx), int(Scheduler::get_work_k_tile_start(work)),
           int(Scheduler::get_work_k_tile_count(work, params.problem_shape, typename Kernel::TileShape{})),
           Mainloop::prefetch_depth(params.problem_shape, int(gridDim.x * gridDim.y * gridDim.z)));
