@@ -1,7 +1,7 @@
 """Time (or run under ncu) one W4A8 GEMM per (config, shape, M): the tool behind the decode-floor study.
 
   python bench/profile_decode.py --shape 4096,4096 --m 1,16 [--config ID,...]      # GPU time of every pair
-  ncu -k regex:device_kernel --launch-skip 3 --launch-count 1 --set full --clock-control none \
+  ncu -k regex:w4a8_gemm_kernel --launch-skip 3 --launch-count 1 --set full --clock-control none \
       python bench/profile_decode.py --shape 4096,4096 --m 8 --config ID --ncu        # eager calls only
 
 Without --config every compiled config whose output dtype is bf16 is timed. Times are GPU time of CUDA-graph

@@ -52,7 +52,7 @@ step_ncu() {
   for spec in ${NCU_RUNS:-}; do
     IFS=: read -r config shape m <<<"$spec"
     i=$((i + 1))
-    ncu -k regex:device_kernel --launch-skip 3 --launch-count 1 --set full --import-source yes \
+    ncu -k regex:w4a8_gemm_kernel --launch-skip 3 --launch-count 1 --set full --import-source yes \
       --clock-control none -f -o "$OUT/ncu_$i" \
       python3 bench/profile_decode.py --shape "$shape" --m "$m" --config "$config" --ncu >"$OUT/ncu_$i.log" 2>&1 ||
       { tail -20 "$OUT/ncu_$i.log"; continue; }

@@ -191,8 +191,9 @@ CONFIGS: list[TileConfig] = [
 
 # What CI compiles on a 2-core machine: one production config, the int32 debug config, one fused-quantization
 # config (the mainloop's other activation path), one split-K config (int32 partials + the reduce kernel; the `_room`
-# twin: its own kernel entry), one 2x1-cluster config (activation multicast), one K-pairs config (warp groups
-# splitting K) and one balanced-split config (its own tile scheduler; the full-register entry).
+# twin: the kernel entry within half the register file), one 2x1-cluster config (activation multicast, a cluster
+# launch), one K-pairs config (warp groups splitting K) and one balanced-split config (its own tile scheduler; the
+# entry with the whole register file).
 CI_CONFIGS: list[TileConfig] = [_coop("bf16", 64, "persist"), _coop("s32", 64, "persist"),
                                 _coop("bf16", 8, "persist", fused_quant=True),
                                 _coop("bf16", 8, "splitk", reduce_room=True),

@@ -49,10 +49,10 @@ __global__ void __launch_bounds__(kReduceThreads, kReduceMinBlocks)
   int64_t const slice_elems = m * n;
   int64_t const token = first / n;
   int64_t const channel = first % n;
-  // The thread's 4 channels lie in one 128-channel tile. Index arithmetic only: done while the GEMM still runs.
   if (first >= slice_elems) {
     return;
   }
+  // The thread's 4 channels lie in one 128-channel tile. Index arithmetic only: done while the GEMM still runs.
   int const splits = count.at(token, channel);
   // The scales before the wait: the GEMM never writes them, and PDL launched this grid only once every GEMM CTA had
   // passed its own wait for the kernel that wrote act_scale. Their HBM round trip then overlaps the GEMM's tail instead
