@@ -172,6 +172,7 @@ struct MainloopLiquidW4A8 {
     ActIn const* x;         // fused only: the activations and the scales' destination
     int tokens;             // the problem's N (the fused quantizer's rows; the weights' L2 policy)
     float* act_scale;
+    int64_t work_k_tiles;   // the problem's (tile, k-tile) pairs over all batches that are work: the prefetch depth
   };
 
   CUTLASS_HOST_DEVICE static int groups_per_block(int group_size) { return group_size == 64 ? 2 : 1; }
@@ -198,8 +199,10 @@ struct MainloopLiquidW4A8 {
     int param_bytes = groups_per_block(args.group_size) * format::kParamBytesPerGroup;
     uint32_t tx = uint32_t(kSlices * (format::kChunkBytes + param_bytes) + kActStageBytes);
     int const row_k = int(weight_row_k(K, args));
+    int64_t const work_k_tiles = int64_t((int(M) + kTileM - 1) / kTileM) * ((int(N) + kTileN - 1) / kTileN) *
+                                 (kKRanges ? 1 : int(L)) * ((int(K) + kTileK - 1) / kTileK);
     return {tma_b, args.ptr_weight, args.ptr_params, row_k / kTileK, int(K) / kTileK, row_k / args.group_size,
-            args.group_size, param_bytes, tx, args.ptr_x, int(N), args.ptr_act_scale};
+            args.group_size, param_bytes, tx, args.ptr_x, int(N), args.ptr_act_scale, work_k_tiles};
   }
 
   template <class ProblemShape>
@@ -231,12 +234,20 @@ struct MainloopLiquidW4A8 {
   // Every CTA prefetching a whole ring floods L2 while the previous GEMM's tail and reduction still run: 0.2-0.8 us
   // on the short decode GEMMs, while the long ones (70B gate_up, down) gain from the deeper prefetch (H100,
   // bench/NOTES.md). K ranges: L is the partial tiles' slot, not work.
-  template <class ProblemShape>
-  CUTLASS_DEVICE static int prefetch_depth(ProblemShape const& problem_shape, int ctas) {
-    auto [M, N, K, L] = problem_shape;
-    int64_t const k_tiles = int64_t((int(M) + kTileM - 1) / kTileM) * ((int(N) + kTileN - 1) / kTileN) *
-                            (kKRanges ? 1 : int(L)) * ((int(K) + kTileK - 1) / kTileK);
-    return cute::min(Stages, cute::max(8, int(k_tiles / ctas / 4)));
+  CUTLASS_DEVICE static int prefetch_depth(Params const& params, int ctas) {
+    return cute::min(Stages, cute::max(8, int(params.work_k_tiles / ctas / 4)));
+  }
+
+  // Long decode streams of the K-pairs configs (a whole ring prefetched, i.e. at least four rings of k-blocks per CTA,
+  // and all tokens in one tile of at most 16: 70B gate_up and down) also fill the ring with weights before the PDL
+  // wait, so that only the activations' L2 round trip follows it: 0.8-2.5% faster on one H100. Not compiled into the
+  // other configs: in the balanced and split-K ones the extra producer code alone cost short decode GEMMs 0.5-1%, and
+  // token tiles of 32 and 128 lost 1-3% with it (bench/NOTES.md). Decided by a multiplication, not prefetch_depth's
+  // 64-bit division: it runs before the wait, on the critical path of every short GEMM.
+  static constexpr bool kMayLoadWeightsBeforeWait = kKPairs && kTileN <= 16;
+  CUTLASS_DEVICE static bool loads_weights_before_wait(Params const& params, int ctas) {
+    static_assert(!kMayLoadWeightsBeforeWait || Stages >= 8, "then a whole ring prefetched means depth == Stages");
+    return kMayLoadWeightsBeforeWait && params.tokens <= kTileN && params.work_k_tiles >= int64_t(4 * Stages) * ctas;
   }
 
   // The weights and group params of a work unit's first `depth` stages, sent to L2 by the kernel's entry before
@@ -292,13 +303,20 @@ struct MainloopLiquidW4A8 {
     int const first_slice = first_slice_of(int(m_coord), int(l_coord));
     int const split_first_block = first_block_of(params, int(l_coord), 0);
     int const first_block = first_block_of(params, int(l_coord), int(*k_tile_iter));
+    // With PDL this CTA may run before the previous kernel (e.g. the activation quantizer) has finished: every
+    // activation load (and, after the mainloop, the epilogue and the stream-K fixup) comes after the wait. Weights
+    // are constants, never written by the kernel right before a GEMM (the README states the contract): the entry has
+    // sent this unit's first stages to L2 (prefetch_first_stages), and long streams load the first ring before the
+    // wait.
+    int early_stages = 0;
     if (first_load_) {
-      // With PDL this CTA may run before the previous kernel (e.g. the activation quantizer) has finished: every
-      // load that fills shared memory (and, after the mainloop, the epilogue and the stream-K fixup) comes after the
-      // wait. The kernel's entry has already sent this unit's first stages of weights to L2 (prefetch_first_stages).
-      arch::wait_for_prior_grids();
-      arch::allow_dependent_grids();  // the next PDL kernel may prefetch its weights while this one streams
       first_load_ = false;
+      if (loads_weights_before_wait(params, int(gridDim.x * gridDim.y * gridDim.z))) {
+        early_stages = cute::min(k_tile_count, Stages);
+      } else {
+        arch::wait_for_prior_grids();
+        arch::allow_dependent_grids();  // the next PDL kernel may prefetch its weights while this one streams
+      }
     }
     // A K-pairs stage is one 8 KB copy of the slice's k-blocks 2k, 2k + 1 and their group params, its sources moved
     // on by pointer and GroupCursor; the other configs recompute theirs per stage (an integer division for the group).
@@ -312,11 +330,7 @@ struct MainloopLiquidW4A8 {
     // All tokens in one token tile: each weight byte is read once, so the weights stream through L2 as evict-first,
     // leaving it to the activations, the next GEMM's prefetched weights and split-K partial tiles.
     uint64_t const policy = arch::l2_policy(params.tokens <= kTileN);
-    CUTLASS_PRAGMA_NO_UNROLL
-    for (; k_tile_count > 0; --k_tile_count, ++k_tile_iter, ++smem_pipe_write) {
-      pipeline.producer_acquire(smem_pipe_write);
-      uint64_t* barrier = pipeline.producer_get_barrier(smem_pipe_write);
-      int const stage = smem_pipe_write.index();
+    auto load_weights = [&](uint64_t* barrier, int stage, int k_tile) {
       if constexpr (kKPairs) {
         arch::bulk_copy_g2s(pair_weight, barrier, weight_stage(shared_tensors, stage), kWeightStageBytes, policy);
         pair_weight += kWeightStageBytes;
@@ -326,12 +340,8 @@ struct MainloopLiquidW4A8 {
                               param_stage(shared_tensors, stage) + s * kParamSlotBytes, params.param_bytes, policy);
           pair_group.next();
         }
-        CUTLASS_PRAGMA_UNROLL
-        for (int s = 0; s < kBlocksPerStage; ++s) {
-          copy(params.tma_load_b.with(*barrier), tBgB(_, _, _, 2 * *k_tile_iter + s), tBsB(_, _, _, 2 * stage + s));
-        }
       } else {
-        int const k_block = split_first_block + int(*k_tile_iter);  // in the whole weight row
+        int const k_block = split_first_block + k_tile;  // in the whole weight row
         int const first_group = group_of_block(params, k_block);
         CUTLASS_PRAGMA_UNROLL
         for (int s = 0; s < kSlices; ++s) {
@@ -343,12 +353,46 @@ struct MainloopLiquidW4A8 {
                               barrier, param_stage(shared_tensors, stage) + s * kParamSlotBytes, params.param_bytes,
                               policy);
         }
-        if constexpr (kClusterM > 1) {
-          copy(params.tma_load_b.with(*barrier, mcast_mask_b), tBgB(_, _, _, *k_tile_iter), tBsB(_, _, _, stage));
-        } else if constexpr (!kQuantizesAct) {
-          copy(params.tma_load_b.with(*barrier), tBgB(_, _, _, *k_tile_iter), tBsB(_, _, _, stage));
+      }
+    };
+    auto load_activations = [&](uint64_t* barrier, int stage, int k_tile) {
+      if constexpr (kKPairs) {
+        CUTLASS_PRAGMA_UNROLL
+        for (int s = 0; s < kBlocksPerStage; ++s) {
+          copy(params.tma_load_b.with(*barrier), tBgB(_, _, _, 2 * k_tile + s), tBsB(_, _, _, 2 * stage + s));
+        }
+      } else if constexpr (kClusterM > 1) {
+        copy(params.tma_load_b.with(*barrier, mcast_mask_b), tBgB(_, _, _, k_tile), tBsB(_, _, _, stage));
+      } else if constexpr (!kQuantizesAct) {
+        copy(params.tma_load_b.with(*barrier), tBgB(_, _, _, k_tile), tBsB(_, _, _, stage));
+      }
+    };
+    if constexpr (kMayLoadWeightsBeforeWait) {
+      if (early_stages > 0) {
+        // The ring is empty: every acquire returns at once and arms its stage for all of the stage's bytes, so a
+        // stage is full only once its activations, loaded after the wait, have landed too.
+        PipelineState pipe = smem_pipe_write;
+        auto it = k_tile_iter;
+        CUTLASS_PRAGMA_NO_UNROLL
+        for (int i = 0; i < early_stages; ++i, ++it, ++pipe) {
+          pipeline.producer_acquire(pipe);
+          load_weights(pipeline.producer_get_barrier(pipe), pipe.index(), int(*it));
+        }
+        arch::wait_for_prior_grids();
+        arch::allow_dependent_grids();
+        CUTLASS_PRAGMA_NO_UNROLL
+        for (int i = 0; i < early_stages; ++i, --k_tile_count, ++k_tile_iter, ++smem_pipe_write) {
+          load_activations(pipeline.producer_get_barrier(smem_pipe_write), smem_pipe_write.index(), int(*k_tile_iter));
         }
       }
+    }
+    CUTLASS_PRAGMA_NO_UNROLL
+    for (; k_tile_count > 0; --k_tile_count, ++k_tile_iter, ++smem_pipe_write) {
+      pipeline.producer_acquire(smem_pipe_write);
+      uint64_t* barrier = pipeline.producer_get_barrier(smem_pipe_write);
+      int const stage = smem_pipe_write.index();
+      load_weights(barrier, stage, int(*k_tile_iter));
+      load_activations(barrier, stage, int(*k_tile_iter));
     }
   }
 

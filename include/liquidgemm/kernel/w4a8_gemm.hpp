@@ -126,7 +126,7 @@ __global__ void __launch_bounds__(Kernel::MaxThreadsPerBlock, MinBlocks)
       Mainloop::prefetch_first_stages(
           params.mainloop, int(work.M_idx), int(work.L_idx), int(Scheduler::get_work_k_tile_start(work)),
           int(Scheduler::get_work_k_tile_count(work, params.problem_shape, typename Kernel::TileShape{})),
-          Mainloop::prefetch_depth(params.problem_shape, int(gridDim.x * gridDim.y * gridDim.z)));
+          Mainloop::prefetch_depth(params.mainloop, int(gridDim.x * gridDim.y * gridDim.z)));
     }
   }
   extern __shared__ char smem[];
