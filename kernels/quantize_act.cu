@@ -2,6 +2,7 @@
 // Host launcher for the per-token activation quantizer (include/liquidgemm/quantize_act.cuh).
 #include <climits>
 
+#include "liquidgemm/arch/grid_dependency.hpp"
 #include "liquidgemm/arch/sm_count.hpp"
 #include "liquidgemm/launch.hpp"
 #include "liquidgemm/quantize_act.cuh"
@@ -31,16 +32,10 @@ cudaError_t launch(void const* x, int8_t* x_q, float* x_scale, int64_t m, int64_
     return cudaSuccess;
   }
   auto const parts = static_cast<unsigned>(row_parts(m, k));
-  cudaLaunchAttribute cluster{};
-  cluster.id = cudaLaunchAttributeClusterDimension;
-  cluster.val.clusterDim.x = parts, cluster.val.clusterDim.y = 1, cluster.val.clusterDim.z = 1;
-  cudaLaunchConfig_t config{};
-  config.gridDim = dim3(static_cast<unsigned>(m) * parts);
-  config.blockDim = dim3(kThreads);
-  config.stream = stream;
-  config.attrs = &cluster;
-  config.numAttrs = 1;
-  return cudaLaunchKernelEx(&config, quantize_rows<T, kThreads>, rows, x_q, x_scale, m, k);
+  // A plain launch (no PDL): the quantizer starts only after the previous kernel has finished, so whatever that kernel
+  // wrote, weights included, is visible to the GEMM that follows (README: weights are constants).
+  return arch::launch_with_pdl(quantize_rows<T, kThreads>, dim3(static_cast<unsigned>(m) * parts), dim3(kThreads),
+                               dim3(parts), 0, stream, /*pdl=*/false, rows, x_q, x_scale, m, k);
 }
 
 }  // namespace
