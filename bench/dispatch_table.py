@@ -24,7 +24,8 @@ from liquidgemm._configs import TileConfig  # noqa: E402
 def short(config_id: str) -> str:
     c = TileConfig.parse(config_id)
     cluster = f" c{c.cluster_m}x1" if c.cluster_m > 1 else ""
-    return f"t{c.tile_n}{cluster} s{c.stages} {c.scheduler}" + (" room" if c.reduce_room else "")
+    return (f"t{c.tile_n}{cluster} s{c.stages} {c.scheduler}" + (" room" if c.reduce_room else "")
+            + (" early" if c.early_weights else ""))
 
 
 def main() -> None:

@@ -14,10 +14,11 @@ TEMPLATE = Path(__file__).resolve().parents[1] / "kernels" / "w4a8_gemm.cu.in"
 
 
 def only(out: str, tile_n: int = 64, scheduler: str = "persist", fused_quant: bool = False,
-         cluster_m: int = 1, reduce_room: bool = False) -> TileConfig:
+         cluster_m: int = 1, reduce_room: bool = False, early_weights: bool = False) -> TileConfig:
     """The one config of CONFIGS with these fields (stage counts are tuned, so tests never spell them)."""
-    (config,) = [c for c in CONFIGS if (c.out, c.tile_n, c.scheduler, c.fused_quant, c.cluster_m, c.reduce_room) ==
-                 (out, tile_n, scheduler, fused_quant, cluster_m, reduce_room)]
+    wanted = (out, tile_n, scheduler, fused_quant, cluster_m, reduce_room, early_weights)
+    (config,) = [c for c in CONFIGS
+                 if (c.out, c.tile_n, c.scheduler, c.fused_quant, c.cluster_m, c.reduce_room, c.early_weights) == wanted]
     return config
 
 
@@ -44,7 +45,7 @@ def test_id_spells_every_field():
 
 def test_config_list_is_the_documented_one():
     ids = [c.id for c in CONFIGS]
-    assert len(ids) == len(set(ids)) == 55
+    assert len(ids) == len(set(ids)) == 57
     for out in ("bf16", "f16"):
         fused = [c for c in CONFIGS if c.out == out and c.fused_quant]
         assert sorted((c.tile_n, c.scheduler) for c in fused) == [(8, "persist"), (16, "persist")]
@@ -55,8 +56,11 @@ def test_config_list_is_the_documented_one():
         assert sorted(c.tile_n for c in mine if c.scheduler == "streamk") == [8, 16, 32, 64]
         for scheduler in ("splitk", "balanced"):
             assert sorted(c.tile_n for c in mine if c.scheduler == scheduler and not c.reduce_room) == [8, 16, 32, 64]
-            room = [c for c in mine if c.scheduler == scheduler and c.reduce_room]
+            room = [c for c in mine if c.scheduler == scheduler and c.reduce_room and not c.early_weights]
             assert [c.tile_n for c in room] == [8, 16] and all(c.id.endswith("_room") for c in room)
+        early = [c for c in mine if c.early_weights]
+        assert [(c.tile_n, c.scheduler, c.reduce_room) for c in early] == [(8, "balanced", True)]
+        assert all(c.id.endswith("_room_early") for c in early)
         assert not any(c.reduce_room for c in CONFIGS if c.scheduler not in ("splitk", "balanced"))
         assert sorted((c.tile_n, c.scheduler) for c in mine if c.cluster_m == 2) == [(128, "persist"), (256, "persist")]
         assert [c.tile_n for c in mine if c.scheduler == "kpairs"] == [16]
@@ -84,6 +88,8 @@ def test_stages_come_from_the_shared_memory_budget():
     ("w4a8_sm90_bf16_t128x64x128_c4x1_s10_coop_persist", "cluster_m must be 1 or 2"),
     ("w4a8_sm90_bf16_t128x16x128_c1x1_s15_coop_kpairs_room", "only the reducing schedulers"),
     ("w4a8_sm90_bf16_t128x8x128_c1x1_s20_coop_persist_room", "only the reducing schedulers"),
+    ("w4a8_sm90_bf16_t128x16x128_c1x1_s15_coop_kpairs_early", "a twin of the reducing schedulers"),
+    ("w4a8_sm90_bf16_t128x16x128_c1x1_s15_coop_balanced_early_room", "malformed config id"),  # suffix order
     ("w4a8_sm90_bf16_t128x64x128_c2x1_s10_coop_splitk", "scheduler 'persist'"),
     ("w4a8_sm90_bf16_t0128x64x128_c1x1_s10_coop_persist", "malformed config id"),  # would not round-trip
     (BF16_64 + "_x", "malformed config id"),

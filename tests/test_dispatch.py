@@ -77,23 +77,29 @@ def test_committed_heuristic_is_within_5_percent_of_the_measured_best(build):
     tune_prefill_evict.json, M <= 64 and M = 128 / 256 with evict-first weight streaming; tune_decode_entry.json and
     tune_prefill_entry.json, the same with the weight prefetch at kernel entry; tune_decode_final.json and
     tune_prefill_final.json with its depth rule, and tune_recheck_final.json, which re-measured the two points of
-    tune_decode_final.json that were single-run outliers (8B gate_up M = 4, 8B down M = 32); later runs replace
-    those points): at every measured
-    (shape, M) point its choice must be within 5% of the fastest compiled config. (The measurements are not monotone
-    in tile_n: small weights prefer smaller token tiles, i.e. more CTAs, up to M = 256.)"""
+    tune_decode_final.json that were single-run outliers (8B gate_up M = 4, 8B down M = 32); tune_decode_s13.json, M <=
+    64 with the `_room_early` twin, measured again by tune_decode_s13b.json and, on 8B gate_up, tune_recheck_s13*.json):
+    at every measured (shape, M) point its choice must be within 5% of the fastest compiled config. A later code
+    version's points replace earlier ones; runs of one version count each config's fastest measurement, since about one
+    tuning measurement in a hundred is slowed as a whole by something outside the kernels (bench/NOTES.md). (The
+    measurements are not monotone in tile_n: small weights prefer smaller token tiles, i.e. more CTAs, up to M = 256.)"""
     results = ROOT / "bench" / "results" / "h100"
     points: dict[tuple[int, int, int], dict[str, float]] = {}
-    # later runs' points replace earlier ones
-    runs = ("tune.json", "tune_decode.json", "tune_prefill.json", "tune_decode_kpairs.json", "tune_decode_o.json",
-            "tune_decode_balanced.json", "tune_decode_room.json", "tune_decode_evict.json", "tune_prefill_evict.json",
-            "tune_decode_entry.json", "tune_prefill_entry.json", "tune_decode_final.json", "tune_prefill_final.json",
-            "tune_recheck_final.json")
-    for run in runs:
-        run_points: dict[tuple[int, int, int], dict[str, float]] = {}
-        for row in json.loads((results / run).read_text())["measurements"]:
-            if not row["error"]:
-                run_points.setdefault((row["n"], row["k"], row["m"]), {})[row["config"]] = row["us"]
-        points.update(run_points)
+    # one tuple per code version, oldest first
+    versions = (("tune.json",), ("tune_decode.json",), ("tune_prefill.json",), ("tune_decode_kpairs.json",),
+                ("tune_decode_o.json",), ("tune_decode_balanced.json",), ("tune_decode_room.json",),
+                ("tune_decode_evict.json",), ("tune_prefill_evict.json",),
+                ("tune_decode_entry.json",), ("tune_prefill_entry.json",),
+                ("tune_decode_final.json", "tune_recheck_final.json"), ("tune_prefill_final.json",),
+                ("tune_decode_s13.json", "tune_decode_s13b.json", "tune_recheck_s13.json", "tune_recheck_s13_2.json"))
+    for runs in versions:
+        version_points: dict[tuple[int, int, int], dict[str, float]] = {}
+        for run in runs:
+            for row in json.loads((results / run).read_text())["measurements"]:
+                if not row["error"]:
+                    times = version_points.setdefault((row["n"], row["k"], row["m"]), {})
+                    times[row["config"]] = min(row["us"], times.get(row["config"], row["us"]))
+        points.update(version_points)
     build(sorted({config for times in points.values() for config in times}))
     assert len(points) >= 48
     for (n, k, m), times in points.items():
@@ -206,6 +212,17 @@ def test_room_configs_resolve_to_their_twins(build):
     build([plain, *ids("s32")])
     assert dispatch._resolve(room, "bf16") == plain  # a build without the room twin runs the plain one
     assert dispatch._resolve(room, "s32") == ids("s32")[0]  # the raw int32 output has no reduce kernel
+
+
+def test_early_twins_resolve_to_their_room_twins(build):
+    (early,) = ids(tile_n=8, scheduler="balanced", reduce_room=True, early_weights=True)
+    (room,) = ids(tile_n=8, scheduler="balanced", reduce_room=True, early_weights=False)
+    (plain,) = ids(tile_n=8, scheduler="balanced", reduce_room=False)
+    build([early, room, plain, *ids("s32")])
+    assert [dispatch._resolve(c, "bf16") for c in (early, room, plain)] == [early, room, plain]
+    build([room, plain, *ids("s32")])
+    assert dispatch._resolve(early, "bf16") == room  # next best: same tile, register budget and scheduler
+    assert dispatch._resolve(early, "s32") == ids("s32")[0]  # the raw int32 output: the plain persistent GEMM
 
 
 def test_tuned_cache_is_honoured(build, monkeypatch, tmp_path):

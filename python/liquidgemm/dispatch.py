@@ -186,7 +186,8 @@ def _resolve(config_id: str, out: str, n: int = 0, k: int = 0) -> str:
     # persistent GEMM (no reduce kernel to leave room for)
     scheduler = "persist" if out == "s32" and chosen.scheduler in REDUCING else chosen.scheduler
     wanted = dataclasses.replace(chosen, out=out, scheduler=scheduler,
-                                 reduce_room=chosen.reduce_room and scheduler in REDUCING)
+                                 reduce_room=chosen.reduce_room and scheduler in REDUCING,
+                                 early_weights=chosen.early_weights and scheduler in REDUCING)
     candidates = [c for c in _compiled() if c.out == out and c.fused_quant == wanted.fused_quant]
     if not candidates:
         raise ValueError(f"out_dtype: this build has no config writing {out}; "
@@ -202,7 +203,7 @@ def _resolve(config_id: str, out: str, n: int = 0, k: int = 0) -> str:
         # it still covers m), then anything else of this output dtype; the id makes the order total.
         return (abs(math.log2(c.tile_n / wanted.tile_n)), c.tile_n < wanted.tile_n, c.tile_m != wanted.tile_m,
                 c.schedule != wanted.schedule, c.scheduler != wanted.scheduler, c.reduce_room != wanted.reduce_room,
-                c.cluster_m != wanted.cluster_m,
+                c.early_weights != wanted.early_weights, c.cluster_m != wanted.cluster_m,
                 abs(c.stages - wanted.stages), c.id)
 
     return min(candidates, key=distance).id

@@ -49,8 +49,13 @@ using namespace cute;
 // warp groups split K in the CTA; kRanges = the scheduler's k-range of the whole row, L the partial tile's slot.
 enum class KSplit { kSlices, kPairs, kRanges };
 
+// Whether the producer fills its first ring with weights (and group params) before the PDL wait, the activations
+// after it: kNever; kLongStreams = only where the entry prefetches a whole ring and all tokens fit one token tile
+// (load()); kAlways = every time (the `_early` twins of the decode configs, which the tuner picks per shape).
+enum class EarlyWeights { kNever, kLongStreams, kAlways };
+
 template <int Stages, class ClusterShape_, class KernelSchedule, class TileShape_, class ActIn_ = int8_t,
-          KSplit Split = KSplit::kSlices>
+          KSplit Split = KSplit::kSlices, EarlyWeights Early = EarlyWeights::kNever>
 struct MainloopLiquidW4A8 {
   using DispatchPolicy = MainloopSm90LiquidW4A8<Stages, ClusterShape_, KernelSchedule>;
   using TileShape = TileShape_;
@@ -238,16 +243,23 @@ struct MainloopLiquidW4A8 {
     return cute::min(Stages, cute::max(8, int(params.work_k_tiles / ctas / 4)));
   }
 
-  // Long decode streams of the K-pairs configs (a whole ring prefetched, i.e. at least four rings of k-blocks per CTA,
-  // and all tokens in one tile of at most 16: 70B gate_up and down) also fill the ring with weights before the PDL
-  // wait, so that only the activations' L2 round trip follows it: 0.8-2.5% faster on one H100. Not compiled into the
-  // other configs: in the balanced and split-K ones the extra producer code alone cost short decode GEMMs 0.5-1%, and
-  // token tiles of 32 and 128 lost 1-3% with it (bench/NOTES.md). Decided by a multiplication, not prefetch_depth's
-  // 64-bit division: it runs before the wait, on the critical path of every short GEMM.
-  static constexpr bool kMayLoadWeightsBeforeWait = kKPairs && kTileN <= 16;
+  // Filling the first ring with weights before the PDL wait leaves only the activations' L2 round trip after it.
+  // kLongStreams (the K-pairs decode configs): where the entry prefetches a whole ring (at least four rings of
+  // k-blocks per CTA) and all tokens fit the token tile, i.e. 70B gate_up and down: 0.8-2.5% faster on one H100.
+  // kAlways (the t8 balanced `_early` twins): shorter streams win or lose by shape (Llama-3-8B gate_up at M <= 8
+  // gains 4-6%, 70B o and the other 8B shapes lose 2-8%), so the tuner decides. The code is compiled only where it
+  // may run: present but unused, it cost the balanced and split-K configs 0.5-1% (bench/NOTES.md). kLongStreams
+  // decides by a multiplication, not prefetch_depth's 64-bit division: it runs before the wait, on the critical path
+  // of every short GEMM.
+  static constexpr bool kMayLoadWeightsBeforeWait = Early != EarlyWeights::kNever;
   CUTLASS_DEVICE static bool loads_weights_before_wait(Params const& params, int ctas) {
-    static_assert(!kMayLoadWeightsBeforeWait || Stages >= 8, "then a whole ring prefetched means depth == Stages");
-    return kMayLoadWeightsBeforeWait && params.tokens <= kTileN && params.work_k_tiles >= int64_t(4 * Stages) * ctas;
+    static_assert(Early != EarlyWeights::kLongStreams || Stages >= 8,
+                  "then a whole ring prefetched means depth == Stages");
+    if constexpr (Early == EarlyWeights::kLongStreams) {
+      return params.tokens <= kTileN && params.work_k_tiles >= int64_t(4 * Stages) * ctas;
+    } else {
+      return Early == EarlyWeights::kAlways;
+    }
   }
 
   // The weights and group params of a work unit's first `depth` stages, sent to L2 by the kernel's entry before

@@ -58,9 +58,9 @@ struct SchedulerKPairs {
 
 // FusedQuant: the kernel reads the 16-bit activations (of type OutT) and quantizes them itself (decode, m <= TileN).
 // ClusterM: CTAs per cluster along the weight rows, sharing each activation stage through TMA multicast.
-// RoomForReduce (split-K / balanced): see kRoomForReduce.
+// RoomForReduce (split-K / balanced): see kRoomForReduce. Early (split-K / balanced): see kEarlyWeights.
 template <class OutT_, int TileM, int TileN, int Stages, class Schedule, class Scheduler, bool FusedQuant = false,
-          int ClusterM = 1, bool RoomForReduce = false>
+          int ClusterM = 1, bool RoomForReduce = false, bool Early = false>
 struct GemmConfig {
   using OutT = OutT_;
   static constexpr bool kFusedQuant = FusedQuant;
@@ -78,6 +78,13 @@ struct GemmConfig {
   static constexpr bool kRoomForReduce = RoomForReduce;
   static_assert(!kRoomForReduce || (kReducesPartials && ClusterM == 1),
                 "room for the reduce kernel: split-K or balanced configs of 1x1 clusters");
+  // The producer loads its first ring of weights before the PDL wait every time (the `_early` twins). The K-pairs
+  // decode configs do so for long streams by themselves (collective::EarlyWeights).
+  using EarlyMode = collective::EarlyWeights;
+  static constexpr EarlyMode kEarlyWeights = Early                    ? EarlyMode::kAlways
+                                             : kKPairs && TileN <= 16 ? EarlyMode::kLongStreams
+                                                                      : EarlyMode::kNever;
+  static_assert(!Early || kReducesPartials, "early weights: the `_early` twins of split-K or balanced configs");
   using KernelOutT = std::conditional_t<kReducesPartials, int32_t, OutT>;
   static constexpr collective::KSplit kKSplit = kKPairs    ? collective::KSplit::kPairs
                                                 : kBalanced ? collective::KSplit::kRanges
@@ -86,7 +93,8 @@ struct GemmConfig {
   using ClusterShape = cute::Shape<cute::Int<ClusterM>, cute::_1, cute::_1>;
 
   using Mainloop = collective::MainloopLiquidW4A8<Stages, ClusterShape, typename Schedule::Kernel, TileShape,
-                                                  std::conditional_t<FusedQuant, OutT, int8_t>, kKSplit>;
+                                                  std::conditional_t<FusedQuant, OutT, int8_t>, kKSplit,
+                                                  kEarlyWeights>;
   using Fusion = epilogue::TokenChannelScale<KernelOutT, TileShape>;
 
   // The kernel's (M, N) = (channels, tokens) tile is stored into row-major Y[tokens, channels], i.e. column-major
