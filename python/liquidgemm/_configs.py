@@ -12,7 +12,8 @@ k-blocks, summed in shared memory: twice the CTAs of a 128-row tile without a se
 reallocation, so that the reduce kernel's CTAs, launched early by PDL, wait beside it and the next GEMM takes the
 SMs the moment this one's CTAs exit; the tuner picks it or the full-register twin per shape.
 ``_early`` (t8 balanced room, decode) fills the first ring with weights before waiting for the previous kernel (PDL),
-the activations after it: some decode streams gain (Llama-3-8B gate_up, 4-6%), most lose; the tuner picks per shape.
+the activations after it: behind another GEMM some decode streams gain (Llama-3-8B gate_up, 4-6%), most lose; the
+tuner picks per shape.
 A trailing ``_fq`` (fused quantization) marks the decode configs that read the fp16/bf16 activations of
 ``w4a8_linear`` and quantize them inside the GEMM (one kernel per layer): at most tile_n tokens and
 K <= ``fused_max_k(tile_n)``, as each CTA keeps its tokens' whole quantized rows in shared memory.
