@@ -326,8 +326,7 @@ struct MainloopLiquidW4A8 {
       if (loads_weights_before_wait(params, int(gridDim.x * gridDim.y * gridDim.z))) {
         early_stages = cute::min(k_tile_count, Stages);
       } else {
-        arch::wait_for_prior_grids();
-        arch::allow_dependent_grids();  // the next PDL kernel may prefetch its weights while this one streams
+        wait_for_prior_output();
       }
     }
     // A K-pairs stage is one 8 KB copy of the slice's k-blocks 2k, 2k + 1 and their group params, its sources moved
@@ -390,8 +389,7 @@ struct MainloopLiquidW4A8 {
           pipeline.producer_acquire(pipe);
           load_weights(pipeline.producer_get_barrier(pipe), pipe.index(), int(*it));
         }
-        arch::wait_for_prior_grids();
-        arch::allow_dependent_grids();
+        wait_for_prior_output();
         CUTLASS_PRAGMA_NO_UNROLL
         for (int i = 0; i < early_stages; ++i, --k_tile_count, ++k_tile_iter, ++smem_pipe_write) {
           load_activations(pipeline.producer_get_barrier(smem_pipe_write), smem_pipe_write.index(), int(*k_tile_iter));
@@ -598,6 +596,13 @@ struct MainloopLiquidW4A8 {
   // First group of k-block k_block: groups 2k, 2k+1 with group size 64, else the one group containing the block.
   CUTLASS_DEVICE static int group_of_block(Params const& params, int k_block) {
     return params.group_size == 64 ? 2 * k_block : k_block * kTileK / params.group_size;
+  }
+
+  // The producer's PDL handoff: after the wait the previous kernel's output (the activations) is complete and visible;
+  // the trigger lets the next PDL kernel start its prologue and weight prefetch while this one streams.
+  CUTLASS_DEVICE static void wait_for_prior_output() {
+    arch::wait_for_prior_grids();
+    arch::allow_dependent_grids();
   }
 
   // First weight slice (64 rows) and first k-block, in the whole weight row, of a work unit (m, l) at k-tile k.
