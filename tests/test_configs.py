@@ -45,7 +45,7 @@ def test_id_spells_every_field():
 
 def test_config_list_is_the_documented_one():
     ids = [c.id for c in CONFIGS]
-    assert len(ids) == len(set(ids)) == 57
+    assert len(ids) == len(set(ids)) == 59
     for out in ("bf16", "f16"):
         fused = [c for c in CONFIGS if c.out == out and c.fused_quant]
         assert sorted((c.tile_n, c.scheduler) for c in fused) == [(8, "persist"), (16, "persist")]
@@ -59,7 +59,8 @@ def test_config_list_is_the_documented_one():
             room = [c for c in mine if c.scheduler == scheduler and c.reduce_room and not c.early_weights]
             assert [c.tile_n for c in room] == [8, 16] and all(c.id.endswith("_room") for c in room)
         early = [c for c in mine if c.early_weights]
-        assert [(c.tile_n, c.scheduler, c.reduce_room) for c in early] == [(8, "balanced", True)]
+        assert [(c.tile_n, c.scheduler, c.reduce_room) for c in early] == [(8, "balanced", True),
+                                                                            (16, "balanced", True)]
         assert all(c.id.endswith("_room_early") for c in early)
         assert not any(c.reduce_room for c in CONFIGS if c.scheduler not in ("splitk", "balanced"))
         assert sorted((c.tile_n, c.scheduler) for c in mine if c.cluster_m == 2) == [(128, "persist"), (256, "persist")]
@@ -88,7 +89,8 @@ def test_stages_come_from_the_shared_memory_budget():
     ("w4a8_sm90_bf16_t128x64x128_c4x1_s10_coop_persist", "cluster_m must be 1 or 2"),
     ("w4a8_sm90_bf16_t128x16x128_c1x1_s15_coop_kpairs_room", "only the reducing schedulers"),
     ("w4a8_sm90_bf16_t128x8x128_c1x1_s20_coop_persist_room", "only the reducing schedulers"),
-    ("w4a8_sm90_bf16_t128x16x128_c1x1_s15_coop_kpairs_early", "a twin of the reducing schedulers"),
+    ("w4a8_sm90_bf16_t128x16x128_c1x1_s15_coop_kpairs_early", "a twin of the 'balanced' scheduler"),
+    ("w4a8_sm90_bf16_t128x16x128_c1x1_s15_coop_splitk_room_early", "a twin of the 'balanced' scheduler"),
     ("w4a8_sm90_bf16_t128x16x128_c1x1_s15_coop_balanced_early_room", "malformed config id"),  # suffix order
     ("w4a8_sm90_bf16_t128x64x128_c2x1_s10_coop_splitk", "scheduler 'persist'"),
     ("w4a8_sm90_bf16_t0128x64x128_c1x1_s10_coop_persist", "malformed config id"),  # would not round-trip

@@ -11,9 +11,9 @@ k-blocks, summed in shared memory: twice the CTAs of a 128-row tile without a se
 ``_room`` (split-K and balanced, decode) compiles the GEMM within half the register file, without CUTLASS's register
 reallocation, so that the reduce kernel's CTAs, launched early by PDL, wait beside it and the next GEMM takes the
 SMs the moment this one's CTAs exit; the tuner picks it or the full-register twin per shape.
-``_early`` (t8 balanced room, decode) fills the first ring with weights before waiting for the previous kernel (PDL),
-the activations after it: behind another GEMM some decode streams gain (Llama-3-8B gate_up, 4-6%), most lose; the
-tuner picks per shape.
+``_early`` (t8 / t16 balanced room, decode) loads its first stages of weights (those the kernel entry prefetched to L2,
+at most a third of a CTA's run) before waiting for the previous kernel (PDL), the activations after it: behind
+another GEMM most Llama-3 decode shapes gain 2-4%; the tuner picks per shape.
 A trailing ``_fq`` (fused quantization) marks the decode configs that read the fp16/bf16 activations of
 ``w4a8_linear`` and quantize them inside the GEMM (one kernel per layer): at most tile_n tokens and
 K <= ``fused_max_k(tile_n)``, as each CTA keeps its tokens' whole quantized rows in shared memory.
@@ -68,7 +68,7 @@ class TileConfig:
     cluster_m: int = 1  # CTAs per cluster along the weight rows, sharing each activation stage (TMA multicast)
     reduce_room: bool = False  # splitk / balanced: the GEMM keeps to half the register file, the reduce kernel waits
                                # beside it (decode)
-    early_weights: bool = False  # splitk / balanced: the first ring's weights are loaded before the PDL wait (decode)
+    early_weights: bool = False  # balanced: the first stages' weights are loaded before the PDL wait (decode)
 
     def __post_init__(self):
         if self.out not in OUT_TYPES:
@@ -100,9 +100,9 @@ class TileConfig:
         if self.reduce_room and self.scheduler not in REDUCING:
             raise ValueError(f"reduce_room: only the reducing schedulers {REDUCING} launch a reduce kernel, "
                              f"not {self.scheduler!r}")
-        if self.early_weights and self.scheduler not in REDUCING:
-            raise ValueError(f"early_weights: a twin of the reducing schedulers {REDUCING} (K pairs loads its long "
-                             f"streams early by itself), not {self.scheduler!r}")
+        if self.early_weights and self.scheduler != "balanced":
+            raise ValueError(f"early_weights: a twin of the 'balanced' scheduler (K pairs loads its long streams "
+                             f"early by itself), not {self.scheduler!r}")
         if self.scheduler in REDUCING and self.out == "s32":
             raise ValueError(f"scheduler {self.scheduler!r} reduces int32 partials into bf16/f16; the s32 debug "
                              "output uses 'persist'")
@@ -186,8 +186,9 @@ CONFIGS: list[TileConfig] = [
     for tile_n in (8, 16)
     for scheduler in REDUCING
 ] + [
-    _coop(out, 8, "balanced", reduce_room=True, early_weights=True)  # decode: weights before the PDL wait (8B gate_up)
+    _coop(out, tile_n, "balanced", reduce_room=True, early_weights=True)  # decode: weights before the PDL wait
     for out in ("bf16", "f16")
+    for tile_n in (8, 16)
 ] + [
     _coop(out, 16, "kpairs")  # decode shapes with half as many 128-row weight tiles as SMs (Llama-3-70B o)
     for out in ("bf16", "f16")

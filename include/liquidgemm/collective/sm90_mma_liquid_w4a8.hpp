@@ -49,9 +49,10 @@ using namespace cute;
 // warp groups split K in the CTA; kRanges = the scheduler's k-range of the whole row, L the partial tile's slot.
 enum class KSplit { kSlices, kPairs, kRanges };
 
-// Whether the producer fills its first ring with weights (and group params) before the PDL wait, the activations
-// after it: kNever; kLongStreams = only where the entry prefetches a whole ring and all tokens fit one token tile
-// (load()); kAlways = every time (the `_early` twins of the decode configs, which the tuner picks per shape).
+// Whether the producer loads its first stages of weights (and group params) before the PDL wait, the activations
+// after it: kNever; kLongStreams = a whole ring, only where the entry prefetches one and all tokens fit one token tile
+// (load()); kAlways = early_stage_count() stages every time (the `_early` twins of the balanced decode configs, which
+// the tuner picks per shape).
 enum class EarlyWeights { kNever, kLongStreams, kAlways };
 
 template <int Stages, class ClusterShape_, class KernelSchedule, class TileShape_, class ActIn_ = int8_t,
@@ -157,6 +158,7 @@ struct MainloopLiquidW4A8 {
     int splits = 1;  // split-K: the problem's K is one of `splits` slices of the weight's K, and L = splits
                      // (K pairs: M = 64, K = half of the weight's K, L = weight slices; K ranges: L = partial
                      // slots; splits stays 1 for both)
+    int early_stages = 0;  // weight stages loaded before the PDL wait where the config does (0: the whole ring)
   };
 
   using TmaLoadB = std::conditional_t<kClusterM == 1, SM90_TMA_LOAD, SM90_TMA_LOAD_MULTICAST>;
@@ -178,6 +180,7 @@ struct MainloopLiquidW4A8 {
     int tokens;             // the problem's N (the fused quantizer's rows; the weights' L2 policy)
     float* act_scale;
     int64_t work_k_tiles;   // the problem's (tile, k-tile) pairs over all batches that are work: the prefetch depth
+    int early_stages;       // 1 .. Stages
   };
 
   CUTLASS_HOST_DEVICE static int groups_per_block(int group_size) { return group_size == 64 ? 2 : 1; }
@@ -207,7 +210,8 @@ struct MainloopLiquidW4A8 {
     int64_t const work_k_tiles = int64_t((int(M) + kTileM - 1) / kTileM) * ((int(N) + kTileN - 1) / kTileN) *
                                  (kKRanges ? 1 : int(L)) * ((int(K) + kTileK - 1) / kTileK);
     return {tma_b, args.ptr_weight, args.ptr_params, row_k / kTileK, int(K) / kTileK, row_k / args.group_size,
-            args.group_size, param_bytes, tx, args.ptr_x, int(N), args.ptr_act_scale, work_k_tiles};
+            args.group_size, param_bytes, tx, args.ptr_x, int(N), args.ptr_act_scale, work_k_tiles,
+            args.early_stages > 0 ? cute::min(args.early_stages, Stages) : Stages};
   }
 
   template <class ProblemShape>
@@ -239,16 +243,26 @@ struct MainloopLiquidW4A8 {
   // Every CTA prefetching a whole ring floods L2 while the previous GEMM's tail and reduction still run: 0.2-0.8 us
   // on the short decode GEMMs, while the long ones (70B gate_up, down) gain from the deeper prefetch (H100,
   // bench/NOTES.md). K ranges: L is the partial tiles' slot, not work.
+  CUTLASS_HOST_DEVICE static int prefetch_depth(int64_t work_k_tiles, int ctas) {
+    return cute::min(Stages, cute::max(8, int(work_k_tiles / ctas / 4)));
+  }
   CUTLASS_DEVICE static int prefetch_depth(Params const& params, int ctas) {
-    return cute::min(Stages, cute::max(8, int(params.work_k_tiles / ctas / 4)));
+    return prefetch_depth(params.work_k_tiles, ctas);
+  }
+
+  // Stages of weights the `_early` twins load before the PDL wait, decided on the host: those the entry has sent to L2
+  // (so they take no HBM time from the previous kernel's tail), at most a third of the CTA's stream. A whole ring lost
+  // 0.5-1 us on most decode shapes where 8 stages (Llama-3-70B qkv, o) or 4 (8B qkv) won 2-4% (bench/NOTES.md).
+  static int early_stage_count(int64_t work_k_tiles, int ctas) {
+    return cute::max(1, cute::min(prefetch_depth(work_k_tiles, ctas), int(work_k_tiles / ctas / 3)));
   }
 
   // Filling the first ring with weights before the PDL wait leaves only the activations' L2 round trip after it.
   // kLongStreams (the K-pairs decode configs): where the entry prefetches a whole ring (at least four rings of
   // k-blocks per CTA) and all tokens fit the token tile, i.e. 70B gate_up and down: 0.8-2.5% faster on one H100.
-  // kAlways (the t8 balanced `_early` twins): shorter streams win or lose by shape (Llama-3-8B gate_up at M <= 8
-  // gains 4-6%, 70B o and the other 8B shapes lose 2-8%), so the tuner decides. The code is compiled only where it
-  // may run: present but unused, it cost the balanced and split-K configs 0.5-1% (bench/NOTES.md). kLongStreams
+  // kAlways (the t8 / t16 balanced `_early` twins): early_stage_count() stages, 2-4% faster than the `_room` twins
+  // on most Llama-3 decode shapes (a whole ring lost on most); the tuner decides per shape. The code is compiled only
+  // where it may run: present but unused, it cost the balanced and split-K configs 0.5-1% (bench/NOTES.md). kLongStreams
   // decides by a multiplication, not prefetch_depth's 64-bit division: it runs before the wait, on the critical path
   // of every short GEMM.
   static constexpr bool kMayLoadWeightsBeforeWait = Early != EarlyWeights::kNever;
@@ -324,7 +338,7 @@ struct MainloopLiquidW4A8 {
     if (first_load_) {
       first_load_ = false;
       if (loads_weights_before_wait(params, int(gridDim.x * gridDim.y * gridDim.z))) {
-        early_stages = cute::min(k_tile_count, Stages);
+        early_stages = cute::min(k_tile_count, params.early_stages);
       } else {
         wait_for_prior_output();
       }

@@ -84,7 +84,7 @@ struct GemmConfig {
   static constexpr EarlyMode kEarlyWeights = Early                    ? EarlyMode::kAlways
                                              : kKPairs && TileN <= 16 ? EarlyMode::kLongStreams
                                                                       : EarlyMode::kNever;
-  static_assert(!Early || kReducesPartials, "early weights: the `_early` twins of split-K or balanced configs");
+  static_assert(!Early || kBalanced, "early weights: the `_early` twins of balanced configs");
   using KernelOutT = std::conditional_t<kReducesPartials, int32_t, OutT>;
   static constexpr collective::KSplit kKSplit = kKPairs    ? collective::KSplit::kPairs
                                                 : kBalanced ? collective::KSplit::kRanges
@@ -225,6 +225,9 @@ typename Config::Kernel::Arguments make_arguments(GemmArgs const& a, epilogue::P
   args.hw_info.sm_count = arch::sm_count();  // 0: CUTLASS queries it itself
   if constexpr (Config::kBalanced) {
     args.scheduler.split = count.balanced;
+  }
+  if constexpr (Config::kEarlyWeights == Config::EarlyMode::kAlways) {
+    args.mainloop.early_stages = Mainloop::early_stage_count(count.balanced.units, count.balanced.ctas);
   }
   if constexpr (Config::kStreamK) {
     using Decomposition = cutlass::gemm::kernel::detail::DecompositionMode;
