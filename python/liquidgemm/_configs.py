@@ -101,8 +101,8 @@ class TileConfig:
             raise ValueError(f"reduce_room: only the reducing schedulers {REDUCING} launch a reduce kernel, "
                              f"not {self.scheduler!r}")
         if self.early_weights and self.scheduler != "balanced":
-            raise ValueError(f"early_weights: a twin of the 'balanced' scheduler (K pairs loads its long streams "
-                             f"early by itself), not {self.scheduler!r}")
+            raise ValueError(f"early_weights: a twin of the 'balanced' scheduler (K pairs loads its first "
+                             f"stages early by itself), not {self.scheduler!r}")
         if self.scheduler in REDUCING and self.out == "s32":
             raise ValueError(f"scheduler {self.scheduler!r} reduces int32 partials into bf16/f16; the s32 debug "
                              "output uses 'persist'")

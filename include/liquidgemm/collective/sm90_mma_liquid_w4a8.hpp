@@ -50,10 +50,9 @@ using namespace cute;
 enum class KSplit { kSlices, kPairs, kRanges };
 
 // Whether the producer loads its first stages of weights (and group params) before the PDL wait, the activations
-// after it: kNever; kLongStreams = a whole ring, only where the entry prefetches one and all tokens fit one token tile
-// (load()); kAlways = early_stage_count() stages every time (the `_early` twins of the balanced decode configs, which
-// the tuner picks per shape).
-enum class EarlyWeights { kNever, kLongStreams, kAlways };
+// after it (early_stage_count()): kNever; kOneTokenTile = where all tokens fit one token tile (the K-pairs decode
+// configs); kAlways = every time (the `_early` twins of the balanced decode configs, which the tuner picks per shape).
+enum class EarlyWeights { kNever, kOneTokenTile, kAlways };
 
 template <int Stages, class ClusterShape_, class KernelSchedule, class TileShape_, class ActIn_ = int8_t,
           KSplit Split = KSplit::kSlices, EarlyWeights Early = EarlyWeights::kNever>
@@ -158,7 +157,7 @@ struct MainloopLiquidW4A8 {
     int splits = 1;  // split-K: the problem's K is one of `splits` slices of the weight's K, and L = splits
                      // (K pairs: M = 64, K = half of the weight's K, L = weight slices; K ranges: L = partial
                      // slots; splits stays 1 for both)
-    int early_stages = 0;  // weight stages loaded before the PDL wait where the config does (0: the whole ring)
+    int early_stages = 0;  // weight stages loaded before the PDL wait (early_stage_count(); 0: none)
   };
 
   using TmaLoadB = std::conditional_t<kClusterM == 1, SM90_TMA_LOAD, SM90_TMA_LOAD_MULTICAST>;
@@ -180,7 +179,7 @@ struct MainloopLiquidW4A8 {
     int tokens;             // the problem's N (the fused quantizer's rows; the weights' L2 policy)
     float* act_scale;
     int64_t work_k_tiles;   // the problem's (tile, k-tile) pairs over all batches that are work: the prefetch depth
-    int early_stages;       // 1 .. Stages
+    int early_stages;       // 0 .. Stages
   };
 
   CUTLASS_HOST_DEVICE static int groups_per_block(int group_size) { return group_size == 64 ? 2 : 1; }
@@ -211,7 +210,7 @@ struct MainloopLiquidW4A8 {
                                  (kKRanges ? 1 : int(L)) * ((int(K) + kTileK - 1) / kTileK);
     return {tma_b, args.ptr_weight, args.ptr_params, row_k / kTileK, int(K) / kTileK, row_k / args.group_size,
             args.group_size, param_bytes, tx, args.ptr_x, int(N), args.ptr_act_scale, work_k_tiles,
-            args.early_stages > 0 ? cute::min(args.early_stages, Stages) : Stages};
+            kMayLoadWeightsBeforeWait ? cute::max(0, cute::min(args.early_stages, Stages)) : 0};
   }
 
   template <class ProblemShape>
@@ -250,30 +249,24 @@ struct MainloopLiquidW4A8 {
     return prefetch_depth(params.work_k_tiles, ctas);
   }
 
-  // Stages of weights the `_early` twins load before the PDL wait, decided on the host: those the entry has sent to L2
-  // (so they take no HBM time from the previous kernel's tail), at most a third of the CTA's stream. A whole ring lost
-  // 0.5-1 us on most decode shapes where 8 stages (Llama-3-70B qkv, o) or 4 (8B qkv) won 2-4% (bench/NOTES.md).
-  static int early_stage_count(int64_t work_k_tiles, int ctas) {
-    return cute::max(1, cute::min(prefetch_depth(work_k_tiles, ctas), int(work_k_tiles / ctas / 3)));
-  }
-
-  // Filling the first ring with weights before the PDL wait leaves only the activations' L2 round trip after it.
-  // kLongStreams (the K-pairs decode configs): where the entry prefetches a whole ring (at least four rings of
-  // k-blocks per CTA) and all tokens fit the token tile, i.e. 70B gate_up and down: 0.8-2.5% faster on one H100.
-  // kAlways (the t8 / t16 balanced `_early` twins): early_stage_count() stages, 2-4% faster than the `_room` twins
-  // on most Llama-3 decode shapes (a whole ring lost on most); the tuner decides per shape. The code is compiled only
-  // where it may run: present but unused, it cost the balanced and split-K configs 0.5-1% (bench/NOTES.md). kLongStreams
-  // decides by a multiplication, not prefetch_depth's 64-bit division: it runs before the wait, on the critical path
-  // of every short GEMM.
+  // Weight stages loaded before the PDL wait, decided on the host (kernel/w4a8_gemm.hpp) from the CTAs' streams of
+  // k-tiles: filled before the wait, the ring needs only the activations' L2 round trip after it. Streams of at least
+  // four rings (70B gate_up and down under K pairs, where the entry prefetches a whole ring) load a whole ring: 0.8-2.5%
+  // faster. Shorter ones load the stages the entry has sent to L2, at most a third of the stream: a whole ring took HBM
+  // time from the previous kernel's tail and lost 0.5-1 us, where these won 2-7% (70B qkv, o; 8B qkv, o, down; bench/
+  // NOTES.md). The code is compiled only where it may run: present but unused, it cost the balanced and split-K configs
+  // 0.5-1% (bench/NOTES.md).
   static constexpr bool kMayLoadWeightsBeforeWait = Early != EarlyWeights::kNever;
-  CUTLASS_DEVICE static bool loads_weights_before_wait(Params const& params, int ctas) {
-    static_assert(Early != EarlyWeights::kLongStreams || Stages >= 8,
-                  "then a whole ring prefetched means depth == Stages");
-    if constexpr (Early == EarlyWeights::kLongStreams) {
-      return params.tokens <= kTileN && params.work_k_tiles >= int64_t(4 * Stages) * ctas;
-    } else {
-      return Early == EarlyWeights::kAlways;
+  static int early_stage_count(int64_t work_k_tiles, int ctas, int tokens) {
+    static_assert(Early != EarlyWeights::kOneTokenTile || Stages >= 8, "a whole ring prefetched means depth == Stages");
+    int64_t const stream = work_k_tiles / cute::max(ctas, 1);
+    if (!kMayLoadWeightsBeforeWait || (Early == EarlyWeights::kOneTokenTile && tokens > kTileN)) {
+      return 0;
     }
+    if (Early == EarlyWeights::kOneTokenTile && stream >= 4 * Stages) {
+      return Stages;
+    }
+    return cute::max(1, cute::min(prefetch_depth(work_k_tiles, ctas), int(stream / 3)));
   }
 
   // The weights and group params of a work unit's first `depth` stages, sent to L2 by the kernel's entry before
@@ -332,12 +325,12 @@ struct MainloopLiquidW4A8 {
     // With PDL this CTA may run before the previous kernel (e.g. the activation quantizer) has finished: every
     // activation load (and, after the mainloop, the epilogue and the stream-K fixup) comes after the wait. Weights
     // are constants, never written by the kernel right before a GEMM (the README states the contract): the entry has
-    // sent this unit's first stages to L2 (prefetch_first_stages), and long streams load the first ring before the
-    // wait.
+    // sent this unit's first stages to L2 (prefetch_first_stages), and the early modes load params.early_stages of
+    // them into the ring before the wait.
     int early_stages = 0;
     if (first_load_) {
       first_load_ = false;
-      if (loads_weights_before_wait(params, int(gridDim.x * gridDim.y * gridDim.z))) {
+      if (kMayLoadWeightsBeforeWait && params.early_stages > 0) {
         early_stages = cute::min(k_tile_count, params.early_stages);
       } else {
         wait_for_prior_output();

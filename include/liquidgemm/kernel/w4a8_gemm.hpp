@@ -5,6 +5,7 @@
 // run_gemm<Config> and gemm_workspace_size<Config>.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 
@@ -78,11 +79,11 @@ struct GemmConfig {
   static constexpr bool kRoomForReduce = RoomForReduce;
   static_assert(!kRoomForReduce || (kReducesPartials && ClusterM == 1),
                 "room for the reduce kernel: split-K or balanced configs of 1x1 clusters");
-  // The producer loads its first ring of weights before the PDL wait every time (the `_early` twins). The K-pairs
-  // decode configs do so for long streams by themselves (collective::EarlyWeights).
+  // The producer loads its first stages of weights before the PDL wait every time (the `_early` twins). The K-pairs
+  // decode configs do so by themselves where all tokens fit one token tile (collective::EarlyWeights).
   using EarlyMode = collective::EarlyWeights;
   static constexpr EarlyMode kEarlyWeights = Early                    ? EarlyMode::kAlways
-                                             : kKPairs && TileN <= 16 ? EarlyMode::kLongStreams
+                                             : kKPairs && TileN <= 16 ? EarlyMode::kOneTokenTile
                                                                       : EarlyMode::kNever;
   static_assert(!Early || kBalanced, "early weights: the `_early` twins of balanced configs");
   using KernelOutT = std::conditional_t<kReducesPartials, int32_t, OutT>;
@@ -226,8 +227,18 @@ typename Config::Kernel::Arguments make_arguments(GemmArgs const& a, epilogue::P
   if constexpr (Config::kBalanced) {
     args.scheduler.split = count.balanced;
   }
-  if constexpr (Config::kEarlyWeights == Config::EarlyMode::kAlways) {
-    args.mainloop.early_stages = Mainloop::early_stage_count(count.balanced.units, count.balanced.ctas);
+  if constexpr (Config::kEarlyWeights != Config::EarlyMode::kNever) {
+    // The CTAs' streams of k-tiles: the balanced split's runs, or K pairs' persistent CTAs over (slice, token tile)
+    // units of k / 256 stages each.
+    int64_t work = count.balanced.units;
+    int ctas = count.balanced.ctas;
+    if constexpr (Config::kKPairs) {
+      constexpr int64_t kTileN = cute::size<1>(typename Config::TileShape{});
+      int64_t const units = (a.m + kTileN - 1) / kTileN * (a.n / format::kSliceRows);
+      ctas = int(std::min<int64_t>(arch::sm_count_for_sizing(), units));
+      work = units * (a.k / (2 * format::kBlockK));
+    }
+    args.mainloop.early_stages = Mainloop::early_stage_count(work, ctas, int(a.m));
   }
   if constexpr (Config::kStreamK) {
     using Decomposition = cutlass::gemm::kernel::detail::DecompositionMode;
