@@ -1,7 +1,7 @@
 """K-pairs configs (one 64-row weight slice per CTA, its two consumer warp groups taking its even and odd k-blocks,
 summed in shared memory): exact against the reference for every group size, token counts across tile edges, several
-slices per CTA (the exchange buffer reused), streams long enough to load their first ring of weights before the PDL
-wait, under CUDA-graph replay; with a bias within 1 ulp (CUTLASS's epilogue
+slices per CTA (the exchange buffer reused), streams loading their first stages of weights before the PDL wait (a whole
+ring for long ones), under CUDA-graph replay; with a bias within 1 ulp (CUTLASS's epilogue
 may contract the scale multiply and the bias add into one FMA); K not a multiple of 256 is refused."""
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def _problem(m: int, n: int, k: int, group: int, seed: int = 0):
     (64, 256, 512, 64),
     (3, 12800, 512, 128),    # 200 slices: more than one per CTA
     (16, 256, 16384, 128),   # a long stream: the CTA's first ring of weights is loaded before the PDL wait
-    (5, 128, 15360, 64),     # 60 pairs per CTA, four rings: the shortest stream that loads them early
+    (5, 128, 15360, 64),     # 60 pairs per CTA, four rings: the shortest stream that loads a whole ring early
 ])
 def test_outputs_are_exact(m, n, k, group):
     from liquidgemm import _native

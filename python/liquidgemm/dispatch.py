@@ -187,7 +187,7 @@ def _resolve(config_id: str, out: str, n: int = 0, k: int = 0) -> str:
     scheduler = "persist" if out == "s32" and chosen.scheduler in REDUCING else chosen.scheduler
     wanted = dataclasses.replace(chosen, out=out, scheduler=scheduler,
                                  reduce_room=chosen.reduce_room and scheduler in REDUCING,
-                                 early_weights=chosen.early_weights and scheduler in REDUCING)
+                                 early_weights=chosen.early_weights and scheduler == "balanced")
     candidates = [c for c in _compiled() if c.out == out and c.fused_quant == wanted.fused_quant]
     if not candidates:
         raise ValueError(f"out_dtype: this build has no config writing {out}; "

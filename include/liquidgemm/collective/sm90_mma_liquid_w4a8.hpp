@@ -206,10 +206,8 @@ struct MainloopLiquidW4A8 {
     int param_bytes = groups_per_block(args.group_size) * format::kParamBytesPerGroup;
     uint32_t tx = uint32_t(kSlices * (format::kChunkBytes + param_bytes) + kActStageBytes);
     int const row_k = int(weight_row_k(K, args));
-    int64_t const work_k_tiles = int64_t((int(M) + kTileM - 1) / kTileM) * ((int(N) + kTileN - 1) / kTileN) *
-                                 (kKRanges ? 1 : int(L)) * ((int(K) + kTileK - 1) / kTileK);
     return {tma_b, args.ptr_weight, args.ptr_params, row_k / kTileK, int(K) / kTileK, row_k / args.group_size,
-            args.group_size, param_bytes, tx, args.ptr_x, int(N), args.ptr_act_scale, work_k_tiles,
+            args.group_size, param_bytes, tx, args.ptr_x, int(N), args.ptr_act_scale, count_work_k_tiles(problem_shape),
             kMayLoadWeightsBeforeWait ? cute::max(0, cute::min(args.early_stages, Stages)) : 0};
   }
 
@@ -242,6 +240,13 @@ struct MainloopLiquidW4A8 {
   // Every CTA prefetching a whole ring floods L2 while the previous GEMM's tail and reduction still run: 0.2-0.8 us
   // on the short decode GEMMs, while the long ones (70B gate_up, down) gain from the deeper prefetch (H100,
   // bench/NOTES.md). K ranges: L is the partial tiles' slot, not work.
+  // The problem's (tile, k-tile) pairs over all batches that are work. K ranges: L is the partial tiles' slot.
+  template <class ProblemShape>
+  static int64_t count_work_k_tiles(ProblemShape const& problem_shape) {
+    auto [M, N, K, L] = append<4>(problem_shape, 1);
+    return int64_t((int(M) + kTileM - 1) / kTileM) * ((int(N) + kTileN - 1) / kTileN) * (kKRanges ? 1 : int(L)) *
+           ((int(K) + kTileK - 1) / kTileK);
+  }
   CUTLASS_HOST_DEVICE static int prefetch_depth(int64_t work_k_tiles, int ctas) {
     return cute::min(Stages, cute::max(8, int(work_k_tiles / ctas / 4)));
   }
@@ -251,11 +256,11 @@ struct MainloopLiquidW4A8 {
 
   // Weight stages loaded before the PDL wait, decided on the host (kernel/w4a8_gemm.hpp) from the CTAs' streams of
   // k-tiles: filled before the wait, the ring needs only the activations' L2 round trip after it. Streams of at least
-  // four rings (70B gate_up and down under K pairs, where the entry prefetches a whole ring) load a whole ring: 0.8-2.5%
-  // faster. Shorter ones load the stages the entry has sent to L2, at most a third of the stream: a whole ring took HBM
-  // time from the previous kernel's tail and lost 0.5-1 us, where these won 2-7% (70B qkv, o; 8B qkv, o, down; bench/
-  // NOTES.md). The code is compiled only where it may run: present but unused, it cost the balanced and split-K configs
-  // 0.5-1% (bench/NOTES.md).
+  // four rings (70B gate_up and down under K pairs, where the entry prefetches a whole ring) load a whole ring:
+  // 0.8-2.5% faster. Shorter ones load the stages the entry has sent to L2, at most a third of the stream: a whole
+  // ring took HBM time from the previous kernel's tail and lost 0.5-1 us, where these won 2-7% (70B qkv, o; 8B qkv, o,
+  // down; bench/NOTES.md). The code is compiled only where it may run: present but unused, it cost the balanced and
+  // split-K configs 0.5-1% (bench/NOTES.md).
   static constexpr bool kMayLoadWeightsBeforeWait = Early != EarlyWeights::kNever;
   static int early_stage_count(int64_t work_k_tiles, int ctas, int tokens) {
     static_assert(Early != EarlyWeights::kOneTokenTile || Stages >= 8, "a whole ring prefetched means depth == Stages");

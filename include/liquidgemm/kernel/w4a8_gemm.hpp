@@ -59,7 +59,7 @@ struct SchedulerKPairs {
 
 // FusedQuant: the kernel reads the 16-bit activations (of type OutT) and quantizes them itself (decode, m <= TileN).
 // ClusterM: CTAs per cluster along the weight rows, sharing each activation stage through TMA multicast.
-// RoomForReduce (split-K / balanced): see kRoomForReduce. Early (split-K / balanced): see kEarlyWeights.
+// RoomForReduce (split-K / balanced): see kRoomForReduce. Early (balanced): see kEarlyWeights.
 template <class OutT_, int TileM, int TileN, int Stages, class Schedule, class Scheduler, bool FusedQuant = false,
           int ClusterM = 1, bool RoomForReduce = false, bool Early = false>
 struct GemmConfig {
@@ -229,15 +229,12 @@ typename Config::Kernel::Arguments make_arguments(GemmArgs const& a, epilogue::P
   }
   if constexpr (Config::kEarlyWeights != Config::EarlyMode::kNever) {
     // The CTAs' streams of k-tiles: the balanced split's runs, or K pairs' persistent CTAs over (slice, token tile)
-    // units of k / 256 stages each.
-    int64_t work = count.balanced.units;
-    int ctas = count.balanced.ctas;
-    if constexpr (Config::kKPairs) {
-      constexpr int64_t kTileN = cute::size<1>(typename Config::TileShape{});
-      int64_t const units = (a.m + kTileN - 1) / kTileN * (a.n / format::kSliceRows);
-      ctas = int(std::min<int64_t>(arch::sm_count_for_sizing(), units));
-      work = units * (a.k / (2 * format::kBlockK));
-    }
+    // units of the problem's K / 128 stages each.
+    int64_t const work = Mainloop::count_work_k_tiles(args.problem_shape);
+    int const ctas = Config::kBalanced
+                         ? count.balanced.ctas
+                         : int(std::min<int64_t>(arch::sm_count_for_sizing(),
+                                                 work / (cute::get<2>(args.problem_shape) / format::kBlockK)));
     args.mainloop.early_stages = Mainloop::early_stage_count(work, ctas, int(a.m));
   }
   if constexpr (Config::kStreamK) {
