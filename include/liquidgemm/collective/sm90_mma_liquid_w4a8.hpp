@@ -146,6 +146,20 @@ struct MainloopLiquidW4A8 {
   using TensorStorage = typename SharedStorage::TensorStorage;
   using PipelineStorage = typename SharedStorage::PipelineStorage;
 
+  // Where the entry's L2 prefetch of a CTA's first stages goes, decided on the host when every CTA's first unit is
+  // known there (K pairs, all tokens in one token tile, one slice per CTA: CTA c runs slice c): a few parameter words
+  // and a multiply, where the tile scheduler's setup is a chain of dependent parameter loads that took ~0.6 us on a
+  // CTA that starts after the previous GEMM has finished, i.e. on the critical path of a chain of decode GEMMs
+  // (bench/NOTES.md).
+  struct FirstStagesPlan {
+    uint8_t const* weight = nullptr;  // CTA 0's first weight bytes; nullptr: no plan (the entry asks the scheduler)
+    uint8_t const* params = nullptr;  // and its first group params
+    int64_t weight_stride = 0;        // bytes from one CTA's first stages to the next CTA's
+    int64_t params_stride = 0;
+    uint32_t weight_bytes = 0;
+    uint32_t params_bytes = 0;
+  };
+
   struct Arguments {
     uint8_t const* ptr_weight = nullptr;   // packed chunks [N/64, K/128, 4096]
     uint8_t const* ptr_params = nullptr;   // (s2, z) pairs [N/64, K/group_size, 64, 2]
@@ -158,6 +172,7 @@ struct MainloopLiquidW4A8 {
                      // (K pairs: M = 64, K = half of the weight's K, L = weight slices; K ranges: L = partial
                      // slots; splits stays 1 for both)
     int early_stages = 0;  // weight stages loaded before the PDL wait (early_stage_count(); 0: none)
+    FirstStagesPlan first_stages{};  // first_stages_plan()
   };
 
   using TmaLoadB = std::conditional_t<kClusterM == 1, SM90_TMA_LOAD, SM90_TMA_LOAD_MULTICAST>;
@@ -180,6 +195,7 @@ struct MainloopLiquidW4A8 {
     float* act_scale;
     int64_t work_k_tiles;   // the problem's (tile, k-tile) pairs over all batches that are work: the prefetch depth
     int early_stages;       // 0 .. Stages
+    FirstStagesPlan first_stages;
   };
 
   CUTLASS_HOST_DEVICE static int groups_per_block(int group_size) { return group_size == 64 ? 2 : 1; }
@@ -208,7 +224,7 @@ struct MainloopLiquidW4A8 {
     int const row_k = int(weight_row_k(K, args));
     return {tma_b, args.ptr_weight, args.ptr_params, row_k / kTileK, int(K) / kTileK, row_k / args.group_size,
             args.group_size, param_bytes, tx, args.ptr_x, int(N), args.ptr_act_scale, count_work_k_tiles(problem_shape),
-            kMayLoadWeightsBeforeWait ? cute::max(0, cute::min(args.early_stages, Stages)) : 0};
+            kMayLoadWeightsBeforeWait ? cute::max(0, cute::min(args.early_stages, Stages)) : 0, args.first_stages};
   }
 
   template <class ProblemShape>
@@ -252,6 +268,38 @@ struct MainloopLiquidW4A8 {
   }
   CUTLASS_DEVICE static int prefetch_depth(Params const& params, int ctas) {
     return prefetch_depth(params.work_k_tiles, ctas);
+  }
+
+  // The entry's prefetch as a host-side plan (FirstStagesPlan): the same bytes as prefetch_first_stages() for CTA c's
+  // first unit, slice c from k-block 0. Only for K pairs with one token tile and one slice per CTA (70B o and down):
+  // where CTAs run several slices (70B gate_up: seven) the plan measured 0.4% slower, so they keep the scheduler's.
+  template <class ProblemShape>
+  static FirstStagesPlan first_stages_plan(ProblemShape const& problem_shape, Arguments const& args, int ctas) {
+    auto [M, N, K, L] = append<4>(problem_shape, 1);
+    if (!kKPairs || N > kTileN || ctas != L) {
+      return {};
+    }
+    int64_t const row_k = weight_row_k(K, args);
+    int const depth = cute::min(int(K) / kTileK, prefetch_depth(count_work_k_tiles(problem_shape), ctas));
+    int const blocks = depth * kBlocksPerStage;
+    int const groups = (blocks * kTileK + args.group_size - 1) / args.group_size;
+    return {args.ptr_weight, args.ptr_params, row_k / kTileK * format::kChunkBytes,
+            row_k / args.group_size * format::kParamBytesPerGroup, uint32_t(blocks * format::kChunkBytes),
+            uint32_t(groups * format::kParamBytesPerGroup)};
+  }
+  // Issues the planned prefetch of this CTA's first stages; false where there is no plan.
+  CUTLASS_DEVICE static bool prefetch_planned_first_stages(Params const& params) {
+    if constexpr (kKPairs) {
+      FirstStagesPlan const& plan = params.first_stages;
+      if (plan.weight != nullptr) {
+        // The persistent scheduler's linear CTA index: its grid is (1, CTAs) or (CTAs, 1) for 1x1 clusters.
+        int64_t const cta = blockIdx.x + int64_t(gridDim.x) * blockIdx.y;
+        arch::prefetch_l2(plan.weight + cta * plan.weight_stride, plan.weight_bytes);
+        arch::prefetch_l2(plan.params + cta * plan.params_stride, plan.params_bytes);
+        return true;
+      }
+    }
+    return false;
   }
 
   // Weight stages loaded before the PDL wait, decided on the host (kernel/w4a8_gemm.hpp) from the CTAs' streams of

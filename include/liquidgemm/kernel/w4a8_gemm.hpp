@@ -113,9 +113,10 @@ struct GemmConfig {
 };
 
 // The entry of every W4A8 GEMM: CUTLASS's kernel class run as-is, after thread 0 has sent the first stages of the CTA's
-// first unit (prefetch_depth) to L2. Issued here, before the kernel's prologue (barrier init, a CTA barrier, the
-// schedulers' setup: ~0.9 us on H100), the prefetch starts that much earlier in the previous kernel's tail (PDL), which
-// shortens the gap in each SM's HBM traffic between two decode GEMMs (bench/NOTES.md).
+// first unit (prefetch_depth) to L2, from the host's plan where there is one (FirstStagesPlan), else from the tile
+// scheduler. Issued here, before the kernel's prologue (barrier init, a CTA barrier, the schedulers' setup: ~0.9 us on
+// H100), the prefetch starts that much earlier in the previous kernel's tail (PDL), which shortens the gap in each SM's
+// HBM traffic between two decode GEMMs (bench/NOTES.md).
 // MinBlocks = 2 (room for the reduce kernel): registers within half the register file. Such a TU defines
 // CUDA_CTA_RECONFIG_ACTIVATED 0 before any CUTLASS header (kernels/w4a8_gemm.cu.in): setmaxnreg's pool is per CTA, and
 // a CTA launched with half the register file could never grow its consumers to CUTLASS's 232 registers (it would
@@ -126,7 +127,7 @@ __global__ void __launch_bounds__(Kernel::MaxThreadsPerBlock, MinBlocks)
 #if defined(__CUDA_ARCH__) && CUDA_CTA_RECONFIG_ACTIVATED
   static_assert(MinBlocks == 1, "define CUDA_CTA_RECONFIG_ACTIVATED 0 before any CUTLASS header");
 #endif
-  if (threadIdx.x == 0) {
+  if (threadIdx.x == 0 && !Kernel::CollectiveMainloop::prefetch_planned_first_stages(params.mainloop)) {
     using Scheduler = typename Kernel::TileScheduler;
     Scheduler scheduler(params.scheduler);
     auto const work = scheduler.initial_work_tile_info(typename Kernel::ClusterShape{});
@@ -236,6 +237,11 @@ typename Config::Kernel::Arguments make_arguments(GemmArgs const& a, epilogue::P
                          : int(std::min<int64_t>(arch::sm_count_for_sizing(),
                                                  work / (cute::get<2>(args.problem_shape) / format::kBlockK)));
     args.mainloop.early_stages = Mainloop::early_stage_count(work, ctas, int(a.m));
+  }
+  if constexpr (Config::kKPairs) {
+    int64_t const slices = cute::get<3>(args.problem_shape);
+    int const ctas = int(std::min<int64_t>(arch::sm_count_for_sizing(), slices));
+    args.mainloop.first_stages = Mainloop::first_stages_plan(args.problem_shape, args.mainloop, ctas);
   }
   if constexpr (Config::kStreamK) {
     using Decomposition = cutlass::gemm::kernel::detail::DecompositionMode;
