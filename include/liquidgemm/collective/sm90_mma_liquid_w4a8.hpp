@@ -251,11 +251,6 @@ struct MainloopLiquidW4A8 {
     cute::prefetch_tma_descriptor(params.tma_load_b.get_tma_descriptor());
   }
 
-  // How many stages of its first unit a CTA prefetches: a quarter of its k-tiles, at least 8 stages (on 132 SMs
-  // ~8.7 MB, ~3 us of HBM: enough to keep HBM busy across the handoff from the previous GEMM), at most the ring.
-  // Every CTA prefetching a whole ring floods L2 while the previous GEMM's tail and reduction still run: 0.2-0.8 us
-  // on the short decode GEMMs, while the long ones (70B gate_up, down) gain from the deeper prefetch (H100,
-  // bench/NOTES.md). K ranges: L is the partial tiles' slot, not work.
   // The problem's (tile, k-tile) pairs over all batches that are work. K ranges: L is the partial tiles' slot.
   template <class ProblemShape>
   static int64_t count_work_k_tiles(ProblemShape const& problem_shape) {
@@ -263,6 +258,12 @@ struct MainloopLiquidW4A8 {
     return int64_t((int(M) + kTileM - 1) / kTileM) * ((int(N) + kTileN - 1) / kTileN) * (kKRanges ? 1 : int(L)) *
            ((int(K) + kTileK - 1) / kTileK);
   }
+
+  // How many stages of its first unit a CTA prefetches: a quarter of its k-tiles, at least 8 stages (on 132 SMs
+  // ~8.7 MB, ~3 us of HBM: enough to keep HBM busy across the handoff from the previous GEMM), at most the ring.
+  // Every CTA prefetching a whole ring floods L2 while the previous GEMM's tail and reduction still run: 0.2-0.8 us
+  // on the short decode GEMMs, while the long ones (70B gate_up, down) gain from the deeper prefetch (H100,
+  // bench/NOTES.md).
   CUTLASS_HOST_DEVICE static int prefetch_depth(int64_t work_k_tiles, int ctas) {
     return cute::min(Stages, cute::max(8, int(work_k_tiles / ctas / 4)));
   }
@@ -274,15 +275,16 @@ struct MainloopLiquidW4A8 {
   // first unit, slice c from k-block 0. Only for K pairs with one token tile and one slice per CTA (70B o and down):
   // where CTAs run several slices (70B gate_up: seven) the plan measured 0.4% slower, so they keep the scheduler's.
   template <class ProblemShape>
-  static FirstStagesPlan first_stages_plan(ProblemShape const& problem_shape, Arguments const& args, int ctas) {
+  static FirstStagesPlan first_stages_plan(ProblemShape const& problem_shape, Arguments const& args,
+                                           int64_t work_k_tiles, int ctas) {
     auto [M, N, K, L] = append<4>(problem_shape, 1);
     if (!kKPairs || N > kTileN || ctas != L) {
       return {};
     }
     int64_t const row_k = weight_row_k(K, args);
-    int const depth = cute::min(int(K) / kTileK, prefetch_depth(count_work_k_tiles(problem_shape), ctas));
+    int const depth = cute::min(int(K) / kTileK, prefetch_depth(work_k_tiles, ctas));
     int const blocks = depth * kBlocksPerStage;
-    int const groups = (blocks * kTileK + args.group_size - 1) / args.group_size;
+    int const groups = (blocks * kTileK + args.group_size - 1) / args.group_size;  // as prefetch_first_stages()
     return {args.ptr_weight, args.ptr_params, row_k / kTileK * format::kChunkBytes,
             row_k / args.group_size * format::kParamBytesPerGroup, uint32_t(blocks * format::kChunkBytes),
             uint32_t(groups * format::kParamBytesPerGroup)};

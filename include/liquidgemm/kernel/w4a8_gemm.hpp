@@ -228,20 +228,17 @@ typename Config::Kernel::Arguments make_arguments(GemmArgs const& a, epilogue::P
   if constexpr (Config::kBalanced) {
     args.scheduler.split = count.balanced;
   }
-  if constexpr (Config::kEarlyWeights != Config::EarlyMode::kNever) {
+  if constexpr (Config::kEarlyWeights != Config::EarlyMode::kNever || Config::kKPairs) {
     // The CTAs' streams of k-tiles: the balanced split's runs, or K pairs' persistent CTAs over (slice, token tile)
-    // units of the problem's K / 128 stages each.
+    // units of the problem's K / 128 stages each. They size the early stages (0 where there are none) and K pairs'
+    // planned entry prefetch (none unless one token tile and one slice per CTA).
     int64_t const work = Mainloop::count_work_k_tiles(args.problem_shape);
     int const ctas = Config::kBalanced
                          ? count.balanced.ctas
                          : int(std::min<int64_t>(arch::sm_count_for_sizing(),
                                                  work / (cute::get<2>(args.problem_shape) / format::kBlockK)));
     args.mainloop.early_stages = Mainloop::early_stage_count(work, ctas, int(a.m));
-  }
-  if constexpr (Config::kKPairs) {
-    int64_t const slices = cute::get<3>(args.problem_shape);
-    int const ctas = int(std::min<int64_t>(arch::sm_count_for_sizing(), slices));
-    args.mainloop.first_stages = Mainloop::first_stages_plan(args.problem_shape, args.mainloop, ctas);
+    args.mainloop.first_stages = Mainloop::first_stages_plan(args.problem_shape, args.mainloop, work, ctas);
   }
   if constexpr (Config::kStreamK) {
     using Decomposition = cutlass::gemm::kernel::detail::DecompositionMode;
