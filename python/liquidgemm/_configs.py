@@ -145,6 +145,7 @@ class TileConfig:
 
 SMEM_PER_BLOCK = 232448          # Hopper: 227 KB of shared memory per CTA
 EPILOGUE_RESERVE = 32 * 1024     # TMA-store subtiles, broadcast vectors, pipeline barriers (measured < 24 KB)
+KPAIRS_EPILOGUE_RESERVE = 16 * 1024  # K pairs: TMA-store subtiles and barriers only (measured 7 KB)
 FUSED_ACT_BYTES = 64 * 1024      # a fused config's resident int8 activations (kFusedActBytes in the collective)
 
 
@@ -161,8 +162,10 @@ def stages_that_fit(out: str, tile_m: int, tile_n: int, max_stages: int = 24, fu
     The kernel static_asserts that the whole shared storage fits."""
     stage = tile_m * TILE_K // 2 + tile_m * 4                    # 4-bit weights + group params
     stage += 0 if fused_quant else tile_n * TILE_K * (2 if k_pairs else 1)  # + int8 activations (fused: resident)
+    stage += (-(-tile_n * 4 // 128) * 128 + 2 * 64 * 4) if k_pairs else 0  # + token scales, s1, bias (mainloop scales)
     reserve = EPILOGUE_RESERVE * (2 if out == "s32" else 1) + (FUSED_ACT_BYTES if fused_quant else 0)
-    reserve += tile_n * 64 * 4 if k_pairs else 0                # one warp group's int32 partial sums
+    if k_pairs:  # no broadcast vectors in the epilogue; one warp group's int32 partial sums
+        reserve = KPAIRS_EPILOGUE_RESERVE + tile_n * 64 * 4
     return max(2, min(max_stages, (SMEM_PER_BLOCK - reserve) // stage))
 
 

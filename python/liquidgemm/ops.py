@@ -70,6 +70,12 @@ def _fp32(bias):
     return bias if bias is None or bias.dtype == torch.float32 else bias.float()
 
 
+def _aligned16(t):
+    """`t`, or a 16-byte aligned copy where a view starts elsewhere: the K-pairs configs bulk-copy the scale vectors
+    (x_scale, s1, bias) into shared memory. None stays None."""
+    return t if t is None or t.data_ptr() % 16 == 0 else t.clone()
+
+
 def _quantize_act_cuda(x):
     from . import _native
 
@@ -90,7 +96,7 @@ def _gemm_cuda(x_q, x_scale, packed, params, s1, bias, group_size, out_dtype, co
         x_q = x_q.contiguous()
     if not config:
         config = dispatch.select_config(m, n, k, group_size, out_dtype)  # memoised: safe under graph capture
-    bias = _fp32(bias)
+    x_scale, s1, bias = _aligned16(x_scale), _aligned16(s1), _aligned16(_fp32(bias))
     out = torch.empty((m, n), dtype=out_dtype, device=x_q.device)
     workspace_bytes = _native.gemm_workspace_size(config, m, n, k, group_size)  # 0 for most configs
     workspace = torch.empty(workspace_bytes, dtype=torch.uint8, device=x_q.device) if workspace_bytes else None
@@ -108,7 +114,7 @@ def _linear_cuda(x, packed, params, s1, bias, group_size, config=""):
     n = _out_features(packed)
     if not config:
         config = dispatch.select_linear_config(m, n, k, group_size, x.dtype)  # memoised: safe under graph capture
-    bias = _fp32(bias)
+    s1, bias = _aligned16(s1), _aligned16(_fp32(bias))
     out = torch.empty((*x.shape[:-1], n), dtype=x.dtype, device=x.device)
     # int8 activations, their scales and the GEMM's workspace in one allocation, filled by one native call
     scratch = torch.empty(_native.linear_scratch_size(config, m, n, k, group_size), dtype=torch.uint8,

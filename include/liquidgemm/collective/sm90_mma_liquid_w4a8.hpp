@@ -17,7 +17,8 @@
 // groups split K: stage k carries the slice's k-blocks 2k (warp group 0) and 2k + 1 (warp group 1), 8 KB in a row,
 // and warp group 1's partial sums move to warp group 0 through shared memory after the last stage. The kernel sees a
 // tile of 128 rows whose second 64 lie past the problem's M = 64 (the epilogue clips them), with one batch (L) per
-// weight slice: twice the CTAs of 128-row tiles without a second kernel to sum K slices.
+// weight slice: twice the CTAs of 128-row tiles without a second kernel to sum K slices. Warp group 0 then applies
+// the float scales itself (kScalesInMainloop), so that the epilogue only converts.
 // With KRanges (the balanced split, kernel/balanced_split.hpp) the tile scheduler hands out k-ranges of the whole
 // weight row, and L is the slot of the unit's int32 partial tile, not a K slice.
 #pragma once
@@ -126,6 +127,17 @@ struct MainloopLiquidW4A8 {
   static constexpr int kParamStageBytes = kSlices * kParamSlotBytes;
   static constexpr int kActStageBytes = kQuantizesAct ? 0 : kBlocksPerStage * kTileN * kTileK;  // fused: none
 
+  // K pairs: warp group 0 applies the float scales itself after the K reduction (apply_scales()), from the unit's
+  // token scales, s1 and bias that the producer loads with the unit's last stage into that stage's scale slot
+  // [token scales: TileN, padded to 128 bytes (a TMA destination)][s1: 64][bias: 64] floats; the epilogue then only
+  // converts (epilogue::PrescaledOutput).
+  // CUTLASS's broadcast visitors load those vectors after the mainloop and sync the epilogue threads: ~0.45 us on
+  // the critical CTAs of a chain of 70B o GEMMs (H100, bench/NOTES.md).
+  static constexpr bool kScalesInMainloop = kKPairs;
+  static constexpr int kTokenScaleFloats = (kTileN + 31) / 32 * 32;  // 128-byte multiple: s1 stays TMA-aligned
+  static constexpr int kScaleSlotFloats = kTokenScaleFloats + 2 * format::kSliceRows;
+  static_assert(kScaleSlotFloats * sizeof(float) % 128 == 0, "every slot starts on a 128-byte boundary (TMA)");
+
   struct NoFusedStorage {};
   // K pairs: warp group 1's accumulators on their way to warp group 0, element i of thread t at [i][t].
   struct KPairExchange {
@@ -139,6 +151,8 @@ struct MainloopLiquidW4A8 {
       cute::array_aligned<uint8_t, kParamStageBytes * Stages, 128> smem_params;
       std::conditional_t<kQuantizesAct, typename FusedQuant::SharedStorage, NoFusedStorage> fused;  // token scales
       std::conditional_t<kKPairs, KPairExchange, NoFusedStorage> exchange;
+      std::conditional_t<kScalesInMainloop, cute::array_aligned<float, kScaleSlotFloats * Stages, 128>,
+                         NoFusedStorage> scales;
     } tensors;
     using PipelineStorage = typename MainloopPipeline::SharedStorage;
     PipelineStorage pipeline;
@@ -173,12 +187,24 @@ struct MainloopLiquidW4A8 {
                      // slots; splits stays 1 for both)
     int early_stages = 0;  // weight stages loaded before the PDL wait (early_stage_count(); 0: none)
     FirstStagesPlan first_stages{};  // first_stages_plan()
+    float const* ptr_s1 = nullptr;    // kScalesInMainloop: the [N_out] channel scales
+    float const* ptr_bias = nullptr;  // and the bias, or nullptr
   };
 
   using TmaLoadB = std::conditional_t<kClusterM == 1, SM90_TMA_LOAD, SM90_TMA_LOAD_MULTICAST>;
   using TmaB = decltype(make_tma_copy_B_sm90(
       TmaLoadB{}, make_tensor(static_cast<int8_t const*>(nullptr), repeat_like(StrideB{}, int32_t(0)), StrideB{}),
       SmemLayoutB{}(_, _, Int<0>{}), TileShape{}, ClusterShape{}));
+
+  // kScalesInMainloop: one token tile's scales, zero past the last token (a 1-D TMA box).
+  struct NoTma {};
+  using ScaleLayout = Layout<Shape<Int<kTileN>>>;
+  static auto make_token_scale_tma(float const* token_scale, int tokens) {
+    return make_tma_copy(SM90_TMA_LOAD{}, make_tensor(token_scale, make_layout(make_shape(int32_t(tokens)))),
+                         ScaleLayout{});
+  }
+  using TmaTokenScale =
+      std::conditional_t<kScalesInMainloop, decltype(make_token_scale_tma(nullptr, 0)), NoTma>;
 
   struct Params {
     TmaB tma_load_b;
@@ -196,6 +222,9 @@ struct MainloopLiquidW4A8 {
     int64_t work_k_tiles;   // the problem's (tile, k-tile) pairs over all batches that are work: the prefetch depth
     int early_stages;       // 0 .. Stages
     FirstStagesPlan first_stages;
+    float const* s1;        // kScalesInMainloop (last, so that the other configs' parameter layout is unchanged)
+    float const* bias;
+    TmaTokenScale tma_token_scale;
   };
 
   CUTLASS_HOST_DEVICE static int groups_per_block(int group_size) { return group_size == 64 ? 2 : 1; }
@@ -222,9 +251,14 @@ struct MainloopLiquidW4A8 {
     int param_bytes = groups_per_block(args.group_size) * format::kParamBytesPerGroup;
     uint32_t tx = uint32_t(kSlices * (format::kChunkBytes + param_bytes) + kActStageBytes);
     int const row_k = int(weight_row_k(K, args));
+    TmaTokenScale tma_token_scale{};
+    if constexpr (kScalesInMainloop) {
+      tma_token_scale = make_token_scale_tma(args.ptr_act_scale, int(N));
+    }
     return {tma_b, args.ptr_weight, args.ptr_params, row_k / kTileK, int(K) / kTileK, row_k / args.group_size,
             args.group_size, param_bytes, tx, args.ptr_x, int(N), args.ptr_act_scale, count_work_k_tiles(problem_shape),
-            kMayLoadWeightsBeforeWait ? cute::max(0, cute::min(args.early_stages, Stages)) : 0, args.first_stages};
+            kMayLoadWeightsBeforeWait ? cute::max(0, cute::min(args.early_stages, Stages)) : 0, args.first_stages,
+            args.ptr_s1, args.ptr_bias, tma_token_scale};
   }
 
   template <class ProblemShape>
@@ -242,13 +276,21 @@ struct MainloopLiquidW4A8 {
     bool const tiles_ok = kKPairs    ? M == format::kSliceRows && args.splits == 1 && L >= 1
                           : kKRanges ? M % kTileM == 0 && args.splits == 1 && L >= 1
                                      : M % (kTileM * kClusterM) == 0 && args.splits >= 1 && L == args.splits;
-    return tiles_ok && K % kTileK == 0 && group_ok && N >= 1 &&
+    // kScalesInMainloop: the scale vectors arrive by bulk copy and TMA (16-byte aligned)
+    bool const scales_ok = !kScalesInMainloop ||
+                           (reinterpret_cast<uintptr_t>(args.ptr_act_scale) % 16 == 0 && args.ptr_s1 != nullptr &&
+                            reinterpret_cast<uintptr_t>(args.ptr_s1) % 16 == 0 &&
+                            reinterpret_cast<uintptr_t>(args.ptr_bias) % 16 == 0);
+    return tiles_ok && scales_ok && K % kTileK == 0 && group_ok && N >= 1 &&
            reinterpret_cast<uintptr_t>(args.ptr_weight) % 16 == 0 &&
            reinterpret_cast<uintptr_t>(args.ptr_params) % 16 == 0 && act_ok;
   }
 
   CUTLASS_DEVICE static void prefetch_tma_descriptors(Params const& params) {
     cute::prefetch_tma_descriptor(params.tma_load_b.get_tma_descriptor());
+    if constexpr (kScalesInMainloop) {
+      cute::prefetch_tma_descriptor(params.tma_token_scale.get_tma_descriptor());
+    }
   }
 
   // The problem's (tile, k-tile) pairs over all batches that are work. K ranges: L is the partial tiles' slot.
@@ -428,7 +470,35 @@ struct MainloopLiquidW4A8 {
         }
       }
     };
+    // kScalesInMainloop: the unit's scale vectors ride with its last stage (its activations come after the wait).
+    int const last_k_tile = int(*k_tile_iter) + k_tile_count - 1;
+    int const token_tile = int(n_coord);
+    auto load_scales = [&](uint64_t* barrier, int stage) {
+      if constexpr (kScalesInMainloop) {
+        constexpr uint32_t kVectorBytes = format::kSliceRows * sizeof(float);
+        uint32_t const bytes = (params.bias != nullptr ? 2 : 1) * kVectorBytes + kTileN * sizeof(float);
+        MainloopPipeline::FullBarrier::expect_transaction(barrier, bytes);  // before the stage's last copy is issued
+        float* const slot = scale_slot(shared_tensors, stage);
+        int64_t const channel = int64_t(first_slice) * format::kSliceRows;
+        uint64_t const keep = arch::l2_policy(false);
+        arch::bulk_copy_g2s(params.s1 + channel, barrier, slot + kTokenScaleFloats, kVectorBytes, keep);
+        if (params.bias != nullptr) {
+          arch::bulk_copy_g2s(params.bias + channel, barrier, slot + kTokenScaleFloats + format::kSliceRows,
+                              kVectorBytes, keep);
+        }
+        Tensor gS = local_tile(params.tma_token_scale.get_tma_tensor(make_shape(params.tokens)), Shape<Int<kTileN>>{},
+                               make_coord(token_tile));
+        Tensor sS = make_tensor(make_smem_ptr(slot), ScaleLayout{});
+        auto tma_s = params.tma_token_scale.get_slice(0);
+        copy(params.tma_token_scale.with(*barrier), tma_s.partition_S(gS), tma_s.partition_D(sS));
+      }
+    };
     auto load_activations = [&](uint64_t* barrier, int stage, int k_tile) {
+      if constexpr (kScalesInMainloop) {
+        if (k_tile == last_k_tile) {
+          load_scales(barrier, stage);
+        }
+      }
       if constexpr (kKPairs) {
         CUTLASS_PRAGMA_UNROLL
         for (int s = 0; s < kBlocksPerStage; ++s) {
@@ -589,6 +659,11 @@ struct MainloopLiquidW4A8 {
     if constexpr (kKPairs) {
       add_odd_blocks(accum, warp_group, t, shared_tensors);
     }
+    if constexpr (kScalesInMainloop) {
+      if (warp_group == 0) {  // the tile's first 64 rows, the only ones stored (K pairs)
+        apply_scales(accum, t, scale_slot(shared_tensors, smem_pipe_read.index()), params.bias != nullptr);
+      }
+    }
   }
 
   // Waits for the last WGMMAs and releases the stage(s) that mma() has not released.
@@ -674,6 +749,35 @@ struct MainloopLiquidW4A8 {
   }
   CUTLASS_DEVICE static int first_block_of(Params const& params, int l_coord, int k_tile) {
     return (kOneActivationBatch ? 0 : l_coord * params.split_k_blocks) + k_tile * kBlocksPerStage;
+  }
+
+  // D = (float(acc) * token_scale[n]) * s1[m] + bias[m], rounded after every operation as the reference does, left
+  // in the int32 accumulators as float bits for the epilogue's conversion (epilogue::PrescaledOutput).
+  template <class FrgTensorC>
+  CUTLASS_DEVICE static void apply_scales(FrgTensorC& accum, int t, float const* slot, bool has_bias) {
+    Tensor coord = TiledMma{}.get_slice(t).partition_C(make_identity_tensor(make_shape(Int<kTileM>{}, Int<kTileN>{})));
+    static_assert(decltype(size(coord))::value == decltype(size(accum))::value, "one coordinate per accumulator");
+    float const* const token_scale = slot;
+    float const* const s1 = slot + kTokenScaleFloats;
+    float const* const bias = s1 + format::kSliceRows;
+    CUTLASS_PRAGMA_UNROLL
+    for (int i = 0; i < size(accum); ++i) {
+      int const m = get<0>(coord(i));
+      int const n = get<1>(coord(i));
+      float v = __fmul_rn(__fmul_rn(float(accum(i)), token_scale[n]), s1[m]);
+      if (has_bias) {
+        v = __fadd_rn(v, bias[m]);
+      }
+      accum(i) = __float_as_int(v);
+    }
+  }
+
+  CUTLASS_DEVICE static float* scale_slot(TensorStorage& s, int stage) {
+    if constexpr (kScalesInMainloop) {
+      return s.scales.data() + stage * kScaleSlotFloats;
+    } else {
+      return nullptr;
+    }
   }
 
   CUTLASS_DEVICE static uint8_t* weight_stage(TensorStorage& s, int stage) {

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Epilogue visitor tree of the W4A8 GEMM. In the kernel's transposed view (M = output channels, N = tokens):
 //   D[m, n] = (float(acc[m, n]) * act_scale[n]) * s1[m] + bias[m]      -> fp16 / bf16
-// in exactly the order of the Python reference. The int32 debug output stores the raw accumulators.
+// in exactly the order of the Python reference. The int32 debug output stores the raw accumulators; the K-pairs
+// configs scale in the mainloop and only convert here (PrescaledOutput).
 #pragma once
 
 #include "cutlass/epilogue/fusion/sm90_callbacks_tma_warpspecialized.hpp"
@@ -41,6 +42,35 @@ struct TokenChannelScale<int32_t, TileShape> {
   using Identity = Sm90Compute<cutlass::epilogue::thread::Identity, int32_t, int32_t,
                                cutlass::FloatRoundStyle::round_to_nearest>;
   using Callbacks = Sm90EVT<Identity, Sm90AccFetch>;
+  static typename Callbacks::Arguments arguments(float const*, float const*, float const*, int64_t = 0) {
+    return {{}, {}};
+  }
+};
+
+// K pairs: the mainloop has already scaled the accumulators and left the float results in them as bits
+// (collective::MainloopLiquidW4A8::apply_scales()); the epilogue only rounds them to the output type.
+template <class OutT>
+struct PrescaledOutput {
+  struct AccumulatorBits : Sm90VisitorImpl<> {
+    using Sm90VisitorImpl<>::Sm90VisitorImpl;
+    struct ConsumerStoreCallbacks : EmptyConsumerStoreCallbacks {
+      template <int FragmentSize>
+      CUTLASS_DEVICE cutlass::Array<float, FragmentSize> visit(cutlass::Array<int32_t, FragmentSize> const& frg_acc,
+                                                              int, int, int) {
+        cutlass::Array<float, FragmentSize> bits;
+        CUTLASS_PRAGMA_UNROLL
+        for (int i = 0; i < FragmentSize; ++i) bits[i] = __int_as_float(frg_acc[i]);
+        return bits;
+      }
+    };
+    template <bool ReferenceSrc, class... Args>
+    CUTLASS_DEVICE auto get_consumer_store_callbacks(ConsumerStoreArgs<Args...> const&) {
+      return ConsumerStoreCallbacks{};
+    }
+  };
+  using Callbacks = Sm90EVT<Sm90Compute<cutlass::epilogue::thread::Identity, OutT, float,
+                                        cutlass::FloatRoundStyle::round_to_nearest>,
+                            AccumulatorBits>;
   static typename Callbacks::Arguments arguments(float const*, float const*, float const*, int64_t = 0) {
     return {{}, {}};
   }

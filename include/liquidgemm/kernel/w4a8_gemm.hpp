@@ -96,7 +96,9 @@ struct GemmConfig {
   using Mainloop = collective::MainloopLiquidW4A8<Stages, ClusterShape, typename Schedule::Kernel, TileShape,
                                                   std::conditional_t<FusedQuant, OutT, int8_t>, kKSplit,
                                                   kEarlyWeights>;
-  using Fusion = epilogue::TokenChannelScale<KernelOutT, TileShape>;
+  // K pairs scale in the mainloop (collective::MainloopLiquidW4A8::kScalesInMainloop), the others in the epilogue.
+  using Fusion = std::conditional_t<Mainloop::kScalesInMainloop, epilogue::PrescaledOutput<OutT>,
+                                    epilogue::TokenChannelScale<KernelOutT, TileShape>>;
 
   // The kernel's (M, N) = (channels, tokens) tile is stored into row-major Y[tokens, channels], i.e. column-major
   // in the kernel's view: the transpose is free in the TMA store.
@@ -221,6 +223,8 @@ typename Config::Kernel::Arguments make_arguments(GemmArgs const& a, epilogue::P
                                           Config::kBalanced ? count.slots() : splits};
   args.mainloop = {a.weight, a.params, a.act, static_cast<typename Config::Mainloop::ActIn const*>(a.x),
                    a.act_scale, stride_act, a.group_size, splits};
+  args.mainloop.ptr_s1 = a.s1;
+  args.mainloop.ptr_bias = a.bias;
   args.epilogue.thread = Config::Fusion::arguments(a.act_scale, a.s1, a.bias, channel_batch_stride);
   args.epilogue.ptr_D = static_cast<typename Config::KernelOutT*>(Config::kReducesPartials ? a.workspace : a.out);
   args.epilogue.dD = stride_out;
