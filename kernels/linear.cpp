@@ -10,11 +10,14 @@ namespace {
 // locks) gets the alignment a fresh allocation would have.
 size_t aligned(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
+// The int8 activations get whole multiples of kActRowMultiple rows (GemmArgs::act_rows).
+int64_t act_rows(int64_t m) { return (m + kActRowMultiple - 1) / kActRowMultiple * kActRowMultiple; }
+
 }  // namespace
 
 LinearScratch linear_scratch(KernelEntry const& kernel, GemmArgs const& problem) {
   LinearScratch layout;
-  layout.act_scale = kernel.quantizes_act ? 0 : aligned(size_t(problem.m) * size_t(problem.k));
+  layout.act_scale = kernel.quantizes_act ? 0 : aligned(size_t(act_rows(problem.m)) * size_t(problem.k));
   layout.workspace = layout.act_scale + aligned(size_t(problem.m) * sizeof(float));
   layout.bytes = layout.workspace + kernel.workspace_size(problem);
   return layout;
@@ -34,6 +37,7 @@ Status run_linear(KernelEntry const& kernel, LinearScratch const& layout, void c
   Status const quantized = quantize_act(x, dtype, act, act_scale, args.m, args.k, args.stream);
   if (!quantized.ok) return quantized;
   args.act = act;
+  args.act_rows = act_rows(args.m);
   return kernel.run(args);
 }
 

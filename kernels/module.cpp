@@ -86,11 +86,16 @@ liquidgemm::ActDtype act_dtype(std::string const& name) {
 
 void gemm(std::string const& config_id, uintptr_t act, uintptr_t act_scale, uintptr_t weight, uintptr_t params,
           uintptr_t s1, uintptr_t bias, uintptr_t out, uintptr_t workspace, size_t workspace_bytes, int64_t m,
-          int64_t n, int64_t k, int group_size, int splits, uintptr_t stream) {
+          int64_t n, int64_t k, int group_size, int splits, uintptr_t stream, int64_t act_rows) {
   KernelEntry const& kernel = lookup(config_id);
   GemmArgs args = launch_args(m, n, k, group_size, splits, weight, params, s1, bias, out, stream);
   check_buffer("workspace", config_id, workspace_bytes, kernel.workspace_size(args));
+  if (act_rows != 0 && act_rows < m) {
+    throw nb::value_error(("act_rows: must be 0 or >= m = " + std::to_string(m) + ", got " +
+                           std::to_string(act_rows)).c_str());
+  }
   args.act = ptr<const int8_t>(act);
+  args.act_rows = act_rows;
   args.act_scale = ptr<float>(act_scale);
   args.workspace = ptr<void>(workspace);
   raise_if_error(kernel.run(args), config_id);
@@ -127,7 +132,10 @@ NB_MODULE(_C, m) {
   m.def("configs", &configs, "Ids of the compiled kernel configs.");
   m.def("gemm", &gemm, "config_id"_a, "act"_a, "act_scale"_a, "weight"_a, "params"_a, "s1"_a, "bias"_a, "out"_a,
         "workspace"_a, "workspace_bytes"_a, "m"_a, "n"_a, "k"_a, "group_size"_a, "splits"_a, "stream"_a,
-        "Launch one W4A8 GEMM on `stream` (pointers as ints, bias may be 0).");
+        "act_rows"_a = 0,
+        "Launch one W4A8 GEMM on `stream` (pointers as ints, bias may be 0; act_rows: rows of act it may read, "
+        ">= m, 0 = m).");
+  m.attr("act_row_multiple") = liquidgemm::kActRowMultiple;
   m.def("set_programmatic_launch", [](bool enabled) { programmatic_launch = enabled; }, "enabled"_a,
         "Launch GEMMs with programmatic dependent launch (default on: the prologue and the weight prefetch overlap "
         "the previous kernel).");

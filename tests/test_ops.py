@@ -184,6 +184,41 @@ def test_kernel_every_config_matches_reference():
 
 
 @pytest.mark.gpu
+def test_rows_past_m_of_the_activation_buffer_never_reach_the_output():
+    # x_q a view into a larger buffer whose other rows hold anything: every config's activation TMA may read whole
+    # token tiles of it (_native.readable_rows), and the extra rows' products must never be stored
+    from liquidgemm import dispatch
+
+    x, qw, _ = make_problem(m=3, n=256, k=512, bias=False)
+    x_q, x_scale = quantize_act_reference(x)
+    want = w4a8_gemm_reference(x_q, x_scale, qw, out_dtype=torch.bfloat16)
+    buffer = torch.full((40, 512), 127, dtype=torch.int8)
+    buffer[:3] = x_q
+    x_q_view, qw_g, x_scale_g = buffer.cuda()[:3], qw.cuda(), x_scale.cuda()
+    for config in dispatch.list_configs(torch.bfloat16, fused_quant=False):
+        got = ops.w4a8_gemm(x_q_view, x_scale_g, qw_g, out_dtype=torch.bfloat16, config=config).cpu()
+        assert torch.equal(got, want), config
+
+
+def test_readable_rows_counts_the_storage_behind_a_view():
+    from liquidgemm import _native
+
+    buffer = torch.zeros(48, 256, dtype=torch.int8)
+    assert _native.readable_rows(buffer[:5]) == 48
+    assert _native.readable_rows(buffer[16:21]) == 32
+    assert _native.readable_rows(torch.zeros(5, 256, dtype=torch.int8)) == 5
+
+
+@pytest.mark.gpu
+def test_quantize_act_leaves_whole_token_tiles_behind_its_rows():
+    from liquidgemm import _native
+
+    x_q, _ = ops.quantize_act(torch.randn(2, 3, 256, dtype=torch.bfloat16, device="cuda"))
+    assert x_q.shape == (2, 3, 256) and x_q.is_contiguous()
+    assert _native.readable_rows(x_q.view(-1, 256)) == _native.act_row_multiple()
+
+
+@pytest.mark.gpu
 def test_torch_compile_fullgraph_module():
     from liquidgemm.nn import W4A8Linear
 

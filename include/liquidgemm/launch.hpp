@@ -9,6 +9,10 @@
 
 namespace liquidgemm {
 
+// The int8 activation buffers the library allocates (liquidgemm.quantize_act, linear's scratch) hold a whole multiple
+// of this many rows, the largest decode token tile, so that GemmArgs::act_rows covers every token tile of a decode GEMM.
+constexpr int64_t kActRowMultiple = 16;
+
 // Y[m, n] = (acc[m, n] * act_scale[m]) * s1[n] (+ bias[n]),  acc = sum_k act[m, k] * w1'[n, k]  (int32)
 struct GemmArgs {
   const int8_t* act = nullptr;          // [m, k] row-major int8 activations
@@ -23,6 +27,10 @@ struct GemmArgs {
   void* workspace = nullptr;            // gemm_workspace_size() bytes, 16-byte aligned (may be null if 0);
                                         // kernels/module.cpp checks the size before every launch
   int64_t m = 0, n = 0, k = 0;
+  int64_t act_rows = 0;                 // rows of `act` the kernel may read, >= m (0: m): with whole token tiles
+                                        // there the activation TMA loads them instead of zero-filling the rows past
+                                        // m (0.4-0.6 us per decode GEMM on H100, bench/NOTES.md). Their contents do
+                                        // not matter: their products land in output rows that are never stored.
   int group_size = 128;                 // 64, or a multiple of 128 that divides k (k = per-channel)
   int splits = 0;                       // stream-K configs: 0 = CUTLASS's stream-K heuristic, s >= 1 = split-K
                                         // into s slices of k; split-K configs: 0 = the cost model's count

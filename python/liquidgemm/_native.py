@@ -83,7 +83,20 @@ def gemm(config: str, x_q, x_scale, packed, params, s1, bias, out, workspace, gr
     workspace_ptr, workspace_bytes = (0, 0) if workspace is None else (workspace.data_ptr(), workspace.nbytes)
     _lib().gemm(config, x_q.data_ptr(), x_scale.data_ptr(), packed.data_ptr(), params.data_ptr(), s1.data_ptr(),
                 0 if bias is None else bias.data_ptr(), out.data_ptr(), workspace_ptr, workspace_bytes,
-                m, n, k, group_size, splits, _stream(x_q))
+                m, n, k, group_size, splits, _stream(x_q), readable_rows(x_q))
+
+
+def readable_rows(x_q) -> int:
+    """Rows of K int8 values in x_q's storage from its first element on (>= its M rows when contiguous): the kernel
+    may read up to a whole token tile of them, so that the activation TMA never zero-fills a box (`quantize_act`
+    allocates whole multiples of `act_row_multiple()` rows for that)."""
+    k = x_q.shape[-1]
+    return (x_q.untyped_storage().nbytes() - x_q.storage_offset() * x_q.element_size()) // (k * x_q.element_size())
+
+
+def act_row_multiple() -> int:
+    """The row multiple of the library's int8 activation buffers (the largest decode token tile)."""
+    return int(_lib().act_row_multiple)
 
 
 def set_programmatic_launch(enabled: bool) -> None:

@@ -81,7 +81,12 @@ def _quantize_act_cuda(x):
 
     if not x.is_contiguous():  # compiled graphs may hand over other strides; the kernel reads dense rows
         x = x.contiguous()
-    x_q = torch.empty(x.shape, dtype=torch.int8, device=x.device)
+    # whole multiples of act_row_multiple() rows behind x_q, so that a decode GEMM's activation TMA loads whole token
+    # tiles (the rows past M are never written; their products are never stored)
+    k = x.shape[-1]
+    rows = x.numel() // k
+    step = _native.act_row_multiple()
+    x_q = torch.empty(-(-rows // step) * step * k, dtype=torch.int8, device=x.device)[: rows * k].view(x.shape)
     x_scale = torch.empty(x.shape[:-1], dtype=torch.float32, device=x.device)
     _native.quantize_act(x, x_q, x_scale)  # rows = all leading dims: no views (each costs host time)
     return x_q, x_scale

@@ -223,6 +223,7 @@ typename Config::Kernel::Arguments make_arguments(GemmArgs const& a, epilogue::P
                                           Config::kBalanced ? count.slots() : splits};
   args.mainloop = {a.weight, a.params, a.act, static_cast<typename Config::Mainloop::ActIn const*>(a.x),
                    a.act_scale, stride_act, a.group_size, splits};
+  args.mainloop.act_rows = int(std::max(a.m, a.act_rows));
   args.mainloop.ptr_s1 = a.s1;
   args.mainloop.ptr_bias = a.bias;
   args.epilogue.thread = Config::Fusion::arguments(a.act_scale, a.s1, a.bias, channel_batch_stride);
