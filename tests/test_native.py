@@ -111,8 +111,10 @@ def test_built_extension_lays_out_the_linear_scratch():
     config = _C.configs()[0]
     for m, n, k in ((1, 128, 128), (7, 4096, 4096), (300, 1024, 28672)):
         workspace = _C.gemm_workspace_size(config, m, n, k, 128, 0)
-        # int8 activations, then fp32 token scales, then the GEMM's workspace, each on a 256-byte boundary
-        expected = -(-m * k // 256) * 256 + -(-4 * m // 256) * 256 + workspace
+        # int8 activations (whole multiples of act_row_multiple rows), then fp32 token scales, then the GEMM's
+        # workspace, each on a 256-byte boundary
+        rows = -(-m // _C.act_row_multiple) * _C.act_row_multiple
+        expected = -(-rows * k // 256) * 256 + -(-4 * m // 256) * 256 + workspace
         assert _C.linear_scratch_size(config, m, n, k, 128) == expected
     with pytest.raises(ValueError, match=r"scratch: .* needs \d+ bytes, got 0"):
         _C.linear(config, 0, "bf16", 0, 0, 0, 0, 0, 0, 0, 1, 128, 128, 128, 0)
