@@ -425,6 +425,11 @@ def test_tensor_bytes_and_clone_tensors_walk_containers_and_quantized_weights():
     assert copy[2]["qw"].packed.data_ptr() != qw.packed.data_ptr()
     assert torch.equal(copy[2]["qw"].packed, qw.packed) and torch.equal(copy[2]["qw"].s1, qw.s1)
     assert copy[2]["qw"].group_size == 128 and copy[1][0].data_ptr() != ops[1][0].data_ptr()
+    # a view into a larger buffer (quantize_act's whole token tiles) is copied with the buffer
+    view = torch.arange(48 * 4, dtype=torch.int8).view(48, 4)[16:21]
+    view_copy = clone_tensors(view)
+    assert torch.equal(view_copy, view) and view_copy.data_ptr() != view.data_ptr()
+    assert view_copy.untyped_storage().nbytes() == 48 * 4 and view_copy.storage_offset() == 16 * 4
 
 
 def test_time_op_rejects_bad_repeats():

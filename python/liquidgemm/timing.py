@@ -75,10 +75,21 @@ def tensor_bytes(obj: Any) -> int:
     return 0
 
 
+def _clone_with_storage(t: torch.Tensor) -> torch.Tensor:
+    storage = t.untyped_storage()
+    if storage.nbytes() == t.numel() * t.element_size() and t.storage_offset() == 0 and t.is_contiguous():
+        return t.clone()
+    base = torch.empty(storage.nbytes(), dtype=torch.uint8, device=t.device)
+    base.untyped_storage().copy_(storage)
+    return base.view(t.dtype).as_strided(t.shape, t.stride(), t.storage_offset())
+
+
 def clone_tensors(obj: Any) -> Any:
-    """A copy of `obj` with every tensor cloned into new memory (same containers, other values shared)."""
+    """A copy of `obj` with every tensor cloned into new memory (same containers, other values shared). A view into
+    a larger buffer stays one (same storage size, offset and strides): `quantize_act` leaves whole token tiles behind
+    its rows, which the GEMM reads, so a rotated copy must keep them to time what a model runs."""
     if isinstance(obj, torch.Tensor):
-        return obj.clone()
+        return _clone_with_storage(obj)
     if isinstance(obj, tuple):
         return tuple(clone_tensors(o) for o in obj)
     if isinstance(obj, list):
