@@ -10,7 +10,8 @@
 namespace liquidgemm {
 
 // The int8 activation buffers the library allocates (liquidgemm.quantize_act, linear's scratch) hold a whole multiple
-// of this many rows, the largest decode token tile, so that GemmArgs::act_rows covers every token tile of a decode GEMM.
+// of this many rows, the largest decode token tile, so that GemmArgs::act_rows covers every token tile of a decode
+// GEMM.
 constexpr int64_t kActRowMultiple = 16;
 
 // Y[m, n] = (acc[m, n] * act_scale[m]) * s1[n] (+ bias[n]),  acc = sum_k act[m, k] * w1'[n, k]  (int32)
