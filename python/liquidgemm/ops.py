@@ -88,7 +88,7 @@ def _quantize_act_cuda(x):
     step = _native.act_row_multiple()
     x_q = torch.empty(-(-rows // step) * step * k, dtype=torch.int8, device=x.device)[: rows * k].view(x.shape)
     x_scale = torch.empty(x.shape[:-1], dtype=torch.float32, device=x.device)
-    _native.quantize_act(x, x_q, x_scale)  # rows = all leading dims: no views (each costs host time)
+    _native.quantize_act(x, x_q, x_scale)  # rows = all leading dims: no reshape of x
     return x_q, x_scale
 
 

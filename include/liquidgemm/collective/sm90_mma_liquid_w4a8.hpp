@@ -187,7 +187,7 @@ struct MainloopLiquidW4A8 {
                      // slots; splits stays 1 for both)
     int early_stages = 0;  // weight stages loaded before the PDL wait (early_stage_count(); 0: none)
     FirstStagesPlan first_stages{};  // first_stages_plan()
-    int act_rows = 0;  // rows of ptr_act the TMA may read (>= the problem's tokens; GemmArgs::act_rows)
+    int64_t act_rows = 0;  // rows of ptr_act the TMA may read (GemmArgs::act_rows; below the tokens: the tokens)
     float const* ptr_s1 = nullptr;    // kScalesInMainloop: the [N_out] channel scales
     float const* ptr_bias = nullptr;  // and the bias, or nullptr
   };
@@ -248,7 +248,8 @@ struct MainloopLiquidW4A8 {
     int8_t const* act = kQuantizesAct ? reinterpret_cast<int8_t const*>(args.ptr_x) : args.ptr_act;
     // The descriptor spans the tokens' whole last tile where the buffer has the rows: a box past the tensor's end is
     // zero-filled, which costs the decode GEMMs (one token of a 16-token box) 0.4-0.6 us (H100, bench/NOTES.md).
-    int const act_rows = cute::min((int(N) + kTileN - 1) / kTileN * kTileN, cute::max(int(N), args.act_rows));
+    int const act_rows =
+        int(cute::min<int64_t>((int64_t(N) + kTileN - 1) / kTileN * kTileN, cute::max<int64_t>(N, args.act_rows)));
     Tensor tensor_b = make_tensor(act, make_layout(activation_shape(act_rows, K, L), args.dB));
     TmaB tma_b = make_tma_copy_B_sm90(TmaLoadB{}, tensor_b, SmemLayoutB{}(_, _, Int<0>{}), TileShape{},
                                       ClusterShape{});

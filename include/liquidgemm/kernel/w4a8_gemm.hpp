@@ -223,8 +223,7 @@ typename Config::Kernel::Arguments make_arguments(GemmArgs const& a, epilogue::P
                                           Config::kBalanced ? count.slots() : splits};
   args.mainloop = {a.weight, a.params, a.act, static_cast<typename Config::Mainloop::ActIn const*>(a.x),
                    a.act_scale, stride_act, a.group_size, splits};
-  // at most one whole token tile (<= 256 rows) past m is ever read: clamp before the narrowing to int
-  args.mainloop.act_rows = int(std::clamp<int64_t>(a.act_rows, a.m, a.m + 256));
+  args.mainloop.act_rows = a.act_rows;
   args.mainloop.ptr_s1 = a.s1;
   args.mainloop.ptr_bias = a.bias;
   args.epilogue.thread = Config::Fusion::arguments(a.act_scale, a.s1, a.bias, channel_batch_stride);
