@@ -9,9 +9,10 @@
 
 namespace liquidgemm::collective {
 
-template <int Stages_, class ClusterShape_, class KernelSchedule_>
+template <int Stages_, class ClusterShape_, class KernelSchedule_, bool SplitLoads_ = false>
 struct MainloopSm90LiquidW4A8 {
   static constexpr int Stages = Stages_;
+  static constexpr bool SplitLoads = SplitLoads_;  // the collective has load_auxiliary() for the MainloopAux warp
   using ClusterShape = ClusterShape_;
   using ArchTag = cutlass::arch::Sm90;
   using Schedule = KernelSchedule_;
@@ -21,3 +22,11 @@ struct MainloopSm90LiquidW4A8 {
 };
 
 }  // namespace liquidgemm::collective
+
+// CUTLASS's warp-specialized kernels run the collective's load_auxiliary() on the producer warp group's warp 3 where
+// this trait holds.
+namespace cutlass::gemm::kernel::detail {
+template <int Stages_, class ClusterShape_, class KernelSchedule_>
+struct HasAuxiliaryLoad<liquidgemm::collective::MainloopSm90LiquidW4A8<Stages_, ClusterShape_, KernelSchedule_, true>>
+    : cute::true_type {};
+}  // namespace cutlass::gemm::kernel::detail

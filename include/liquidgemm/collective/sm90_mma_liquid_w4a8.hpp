@@ -15,9 +15,10 @@
 // (fused_act_quant.hpp), which every k-block's WGMMAs then read, while the producer already streams weights.
 // With KPairs (decode shapes with few weight tiles) a CTA owns one 64-row weight slice and its two consumer warp
 // groups split K: stage k carries the slice's k-blocks 2k (warp group 0) and 2k + 1 (warp group 1), 8 KB in a row,
-// and warp group 1's partial sums move to warp group 0 through shared memory after the last stage. The kernel sees a
-// tile of 128 rows whose second 64 lie past the problem's M = 64 (the epilogue clips them), with one batch (L) per
-// weight slice: twice the CTAs of 128-row tiles without a second kernel to sum K slices. Warp group 0 then applies
+// and warp group 1's partial sums move to warp group 0 through shared memory after the last stage. Two producer warps
+// share the copies: warp 0 the weights and group params, CUTLASS's MainloopAux warp the activations and scales. The
+// kernel sees a tile of 128 rows whose second 64 lie past the problem's M = 64 (the epilogue clips them), one batch
+// (L) per weight slice: twice the CTAs of 128-row tiles without a second kernel to sum K slices. Warp group 0 applies
 // the float scales itself (kScalesInMainloop), so that the epilogue only converts.
 // With KRanges (the balanced split, kernel/balanced_split.hpp) the tile scheduler hands out k-ranges of the whole
 // weight row, and L is the slot of the unit's int32 partial tile, not a K slice.
@@ -58,7 +59,12 @@ enum class EarlyWeights { kNever, kOneTokenTile, kAlways };
 template <int Stages, class ClusterShape_, class KernelSchedule, class TileShape_, class ActIn_ = int8_t,
           KSplit Split = KSplit::kSlices, EarlyWeights Early = EarlyWeights::kNever>
 struct MainloopLiquidW4A8 {
-  using DispatchPolicy = MainloopSm90LiquidW4A8<Stages, ClusterShape_, KernelSchedule>;
+  // K pairs: the producer warp group's MainloopAux warp loads the activations and scales while warp 0 streams the
+  // weights (load_auxiliary()).
+  static constexpr bool kSplitLoads = Split == KSplit::kPairs;
+  using DispatchPolicy = MainloopSm90LiquidW4A8<Stages, ClusterShape_, KernelSchedule, kSplitLoads>;
+  static_assert(kSplitLoads == cutlass::gemm::kernel::detail::HasAuxiliaryLoad_v<DispatchPolicy>,
+                "CUTLASS's kernel runs load_auxiliary() exactly where the loads are split");
   using TileShape = TileShape_;
   using ClusterShape = ClusterShape_;
   using ArchTag = typename DispatchPolicy::ArchTag;
@@ -402,7 +408,8 @@ struct MainloopLiquidW4A8 {
     return cute::make_tuple(gA_mkl, gB_nkl);
   }
 
-  // Producer: one elected thread streams (weights, params, activations) of k-block after k-block.
+  // Producer: one elected thread streams (weights, params, activations) of k-block after k-block (K pairs: weights
+  // and params only, load_auxiliary() the rest).
   template <class TensorA, class TensorB, class KTileIterator, class BlockCoord>
   CUTLASS_DEVICE void load(Params const& params, MainloopPipeline pipeline, PipelineState smem_pipe_write,
                            cute::tuple<TensorA, TensorB> const& load_inputs, BlockCoord const& blk_coord,
@@ -454,11 +461,21 @@ struct MainloopLiquidW4A8 {
       if constexpr (kKPairs) {
         arch::bulk_copy_g2s(pair_weight, barrier, weight_stage(shared_tensors, stage), kWeightStageBytes, policy);
         pair_weight += kWeightStageBytes;
-        CUTLASS_PRAGMA_UNROLL
-        for (int s = 0; s < kBlocksPerStage; ++s) {
-          arch::bulk_copy_g2s(pair_params + pair_group.offset, barrier,
-                              param_stage(shared_tensors, stage) + s * kParamSlotBytes, params.param_bytes, policy);
+        // Warp group w's group params go to w * param_bytes: one copy where the pair's groups are adjacent (group
+        // size 64 or 128, the common case), else the group of each k-block.
+        if (pair_group.blocks_per_group == 1) {
+          arch::bulk_copy_g2s(pair_params + pair_group.offset, barrier, param_stage(shared_tensors, stage),
+                              2 * params.param_bytes, policy);
           pair_group.next();
+          pair_group.next();
+        } else {
+          CUTLASS_PRAGMA_UNROLL
+          for (int s = 0; s < kBlocksPerStage; ++s) {
+            arch::bulk_copy_g2s(pair_params + pair_group.offset, barrier,
+                                param_stage(shared_tensors, stage) + s * params.param_bytes, params.param_bytes,
+                                policy);
+            pair_group.next();
+          }
         }
       } else {
         int const k_block = split_first_block + k_tile;  // in the whole weight row
@@ -475,71 +492,113 @@ struct MainloopLiquidW4A8 {
         }
       }
     };
-    // kScalesInMainloop: the unit's scale vectors ride with its last stage (its activations come after the wait).
-    int const last_k_tile = int(*k_tile_iter) + k_tile_count - 1;
-    int const token_tile = int(n_coord);
-    auto load_scales = [&](uint64_t* barrier, int stage) {
-      if constexpr (kScalesInMainloop) {
-        constexpr uint32_t kVectorBytes = format::kSliceRows * sizeof(float);
-        uint32_t const bytes = (params.bias != nullptr ? 2 : 1) * kVectorBytes + kTileN * sizeof(float);
-        MainloopPipeline::FullBarrier::expect_transaction(barrier, bytes);  // before the stage's last copy is issued
-        float* const slot = scale_slot(shared_tensors, stage);
-        int64_t const channel = int64_t(first_slice) * format::kSliceRows;
-        uint64_t const keep = arch::l2_policy(false);
-        arch::bulk_copy_g2s(params.s1 + channel, barrier, slot + kTokenScaleFloats, kVectorBytes, keep);
-        if (params.bias != nullptr) {
-          arch::bulk_copy_g2s(params.bias + channel, barrier, slot + kTokenScaleFloats + format::kSliceRows,
-                              kVectorBytes, keep);
-        }
-        Tensor gS = local_tile(params.tma_token_scale.get_tma_tensor(make_shape(params.tokens)), Shape<Int<kTileN>>{},
-                               make_coord(token_tile));
-        Tensor sS = make_tensor(make_smem_ptr(slot), ScaleLayout{});
-        auto tma_s = params.tma_token_scale.get_slice(0);
-        copy(params.tma_token_scale.with(*barrier), tma_s.partition_S(gS), tma_s.partition_D(sS));
-      }
-    };
     auto load_activations = [&](uint64_t* barrier, int stage, int k_tile) {
-      if constexpr (kScalesInMainloop) {
-        if (k_tile == last_k_tile) {
-          load_scales(barrier, stage);
-        }
-      }
-      if constexpr (kKPairs) {
-        CUTLASS_PRAGMA_UNROLL
-        for (int s = 0; s < kBlocksPerStage; ++s) {
-          copy(params.tma_load_b.with(*barrier), tBgB(_, _, _, 2 * k_tile + s), tBsB(_, _, _, 2 * stage + s));
-        }
-      } else if constexpr (kClusterM > 1) {
+      if constexpr (kClusterM > 1) {
         copy(params.tma_load_b.with(*barrier, mcast_mask_b), tBgB(_, _, _, k_tile), tBsB(_, _, _, stage));
       } else if constexpr (!kQuantizesAct) {
         copy(params.tma_load_b.with(*barrier), tBgB(_, _, _, k_tile), tBsB(_, _, _, stage));
       }
     };
-    if constexpr (kMayLoadWeightsBeforeWait) {
-      if (early_stages > 0) {
-        // The ring is empty: every acquire returns at once and arms its stage for all of the stage's bytes, so a
-        // stage is full only once its activations, loaded after the wait, have landed too.
-        PipelineState pipe = smem_pipe_write;
-        auto it = k_tile_iter;
-        CUTLASS_PRAGMA_NO_UNROLL
-        for (int i = 0; i < early_stages; ++i, ++it, ++pipe) {
-          pipeline.producer_acquire(pipe);
-          load_weights(pipeline.producer_get_barrier(pipe), pipe.index(), int(*it));
+    if constexpr (kSplitLoads) {
+      // Weights and group params only (load_auxiliary() adds the activations): params.early_stages of them before
+      // the PDL wait, which here only keeps the rest from competing with the previous kernel's last CTAs for HBM.
+      bool waited = early_stages == 0;
+      CUTLASS_PRAGMA_NO_UNROLL
+      for (int i = 0; k_tile_count > 0; ++i, --k_tile_count, ++k_tile_iter, ++smem_pipe_write) {
+        if (!waited && i == early_stages) {
+          wait_for_prior_output();
+          waited = true;
         }
+        pipeline.producer_acquire(smem_pipe_write);
+        load_weights(pipeline.producer_get_barrier(smem_pipe_write), smem_pipe_write.index(), int(*k_tile_iter));
+      }
+      if (!waited) {
         wait_for_prior_output();
-        CUTLASS_PRAGMA_NO_UNROLL
-        for (int i = 0; i < early_stages; ++i, --k_tile_count, ++k_tile_iter, ++smem_pipe_write) {
-          load_activations(pipeline.producer_get_barrier(smem_pipe_write), smem_pipe_write.index(), int(*k_tile_iter));
+      }
+    } else {
+      if constexpr (kMayLoadWeightsBeforeWait) {
+        if (early_stages > 0) {
+          // The ring is empty: every acquire returns at once and arms its stage for all of the stage's bytes, so a
+          // stage is full only once its activations, loaded after the wait, have landed too.
+          PipelineState pipe = smem_pipe_write;
+          auto it = k_tile_iter;
+          CUTLASS_PRAGMA_NO_UNROLL
+          for (int i = 0; i < early_stages; ++i, ++it, ++pipe) {
+            pipeline.producer_acquire(pipe);
+            load_weights(pipeline.producer_get_barrier(pipe), pipe.index(), int(*it));
+          }
+          wait_for_prior_output();
+          CUTLASS_PRAGMA_NO_UNROLL
+          for (int i = 0; i < early_stages; ++i, --k_tile_count, ++k_tile_iter, ++smem_pipe_write) {
+            load_activations(pipeline.producer_get_barrier(smem_pipe_write), smem_pipe_write.index(),
+                             int(*k_tile_iter));
+          }
         }
       }
+      CUTLASS_PRAGMA_NO_UNROLL
+      for (; k_tile_count > 0; --k_tile_count, ++k_tile_iter, ++smem_pipe_write) {
+        pipeline.producer_acquire(smem_pipe_write);
+        uint64_t* barrier = pipeline.producer_get_barrier(smem_pipe_write);
+        int const stage = smem_pipe_write.index();
+        load_weights(barrier, stage, int(*k_tile_iter));
+        load_activations(barrier, stage, int(*k_tile_iter));
+      }
     }
-    CUTLASS_PRAGMA_NO_UNROLL
-    for (; k_tile_count > 0; --k_tile_count, ++k_tile_iter, ++smem_pipe_write) {
-      pipeline.producer_acquire(smem_pipe_write);
-      uint64_t* barrier = pipeline.producer_get_barrier(smem_pipe_write);
-      int const stage = smem_pipe_write.index();
-      load_weights(barrier, stage, int(*k_tile_iter));
-      load_activations(barrier, stage, int(*k_tile_iter));
+  }
+
+  // kSplitLoads: the producer warp group's auxiliary warp (CUTLASS's MainloopAux role) loads each stage's activations
+  // (and the unit's scales) after the PDL wait, so that one thread's copy issue does not pace a lone CTA.
+  template <class TensorA, class TensorB, class KTileIterator, class BlockCoord>
+  CUTLASS_DEVICE void load_auxiliary(Params const& params, MainloopPipeline pipeline, PipelineState smem_pipe_write,
+                                     cute::tuple<TensorA, TensorB> const& load_inputs, BlockCoord const& blk_coord,
+                                     KTileIterator k_tile_iter, int k_tile_count, int /*thread_idx*/,
+                                     uint32_t /*block_rank_in_cluster*/, TensorStorage& shared_tensors) {
+    if constexpr (kSplitLoads) {
+      if (!cute::elect_one_sync()) {
+        return;
+      }
+      if (first_load_) {
+        first_load_ = false;
+        wait_for_prior_output();
+      }
+      Tensor sB = make_tensor(make_smem_ptr(shared_tensors.smem_B.data()), SmemLayoutB{});
+      auto [m_coord, n_coord, k_coord, l_coord] = blk_coord;
+      Tensor gB = get<1>(load_inputs)(_, _, n_coord, _, 0);
+      auto block_tma_b = params.tma_load_b.get_slice(0);
+      Tensor tBgB = block_tma_b.partition_S(gB);
+      Tensor tBsB = block_tma_b.partition_D(sB);
+      int const first_slice = first_slice_of(int(m_coord), int(l_coord));
+      int const last_k_tile = int(*k_tile_iter) + k_tile_count - 1;
+      CUTLASS_PRAGMA_NO_UNROLL
+      for (; k_tile_count > 0; --k_tile_count, ++k_tile_iter, ++smem_pipe_write) {
+        pipeline.producer_acquire(smem_pipe_write);  // not the leader: waits for the stage, arms nothing
+        uint64_t* barrier = pipeline.producer_get_barrier(smem_pipe_write);
+        int const stage = smem_pipe_write.index();
+        int const k_tile = int(*k_tile_iter);
+        if (k_tile == last_k_tile) {
+          // expected before this stage's activations are issued: the phase cannot complete without these bytes
+          constexpr uint32_t kVectorBytes = format::kSliceRows * sizeof(float);
+          uint32_t const bytes = (params.bias != nullptr ? 2 : 1) * kVectorBytes + kTileN * sizeof(float);
+          MainloopPipeline::FullBarrier::expect_transaction(barrier, bytes);
+          float* const slot = scale_slot(shared_tensors, stage);
+          int64_t const channel = int64_t(first_slice) * format::kSliceRows;
+          uint64_t const keep = arch::l2_policy(false);
+          arch::bulk_copy_g2s(params.s1 + channel, barrier, slot + kTokenScaleFloats, kVectorBytes, keep);
+          if (params.bias != nullptr) {
+            arch::bulk_copy_g2s(params.bias + channel, barrier, slot + kTokenScaleFloats + format::kSliceRows,
+                                kVectorBytes, keep);
+          }
+          Tensor gS = local_tile(params.tma_token_scale.get_tma_tensor(make_shape(params.tokens)),
+                                 Shape<Int<kTileN>>{}, make_coord(int(n_coord)));
+          Tensor sS = make_tensor(make_smem_ptr(slot), ScaleLayout{});
+          auto tma_s = params.tma_token_scale.get_slice(0);
+          copy(params.tma_token_scale.with(*barrier), tma_s.partition_S(gS), tma_s.partition_D(sS));
+        }
+        CUTLASS_PRAGMA_UNROLL
+        for (int s = 0; s < kBlocksPerStage; ++s) {
+          copy(params.tma_load_b.with(*barrier), tBgB(_, _, _, 2 * k_tile + s), tBsB(_, _, _, 2 * stage + s));
+        }
+      }
     }
   }
 
@@ -591,8 +650,9 @@ struct MainloopLiquidW4A8 {
         (params.group_size == 64 ? 1 : 0) * format::kParamBytesPerGroup / 2;       // in uint16 units
     uint8_t const* const chunk_base = shared_tensors.smem_weight.data() + warp_group * format::kChunkBytes +
                                       t * format::kThreadBytesPerHalf;
+    int const param_slot_bytes = kKPairs ? params.param_bytes : kParamSlotBytes;  // K pairs: see load()
     uint16_t const* const params_base = reinterpret_cast<uint16_t const*>(
-        shared_tensors.smem_params.data() + warp_group * kParamSlotBytes);
+        shared_tensors.smem_params.data() + warp_group * param_slot_bytes);
 
     // Shared -> registers -> LiquidQuant dequant of one whole stage into one A register set.
     auto dequant_stage = [&](int stage, auto& frag) {
@@ -618,12 +678,21 @@ struct MainloopLiquidW4A8 {
     // All k-steps of one stage as one WGMMA batch; B is the stage's tile of the ring, or the k-block's tile of the
     // resident buffer (fused).
     int k_block = 0;
-    auto issue_stage = [&](int stage, auto& frag) {
+    // K pairs: odd stages accumulate into a second set, so that consecutive stages' WGMMA batches do not chain on
+    // one accumulator; a CTA streaming alone (the last CTAs of a chain of decode GEMMs) is paced by its stages
+    // (bench/NOTES.md).
+    constexpr bool kTwoAcc = kKPairs;
+    auto accum_odd = make_fragment_like(accum);
+    if constexpr (kTwoAcc) {
+      clear(accum_odd);
+      warpgroup_fence_operand(accum_odd);
+    }
+    auto issue_stage = [&](int stage, auto& frag, auto& acc) {
       int const b_tile = kQuantizesAct ? k_block : kKPairs ? 2 * stage + warp_group : stage;
       warpgroup_arrive();
       CUTLASS_PRAGMA_UNROLL
       for (int ks = 0; ks < kKSteps; ++ks) {
-        cute::gemm(tiled_mma, frag(_, _, ks), tCrB(_, _, ks, b_tile), accum);
+        cute::gemm(tiled_mma, frag(_, _, ks), tCrB(_, _, ks, b_tile), acc);
         tiled_mma.accumulate_ = GMMA::ScaleOut::One;
       }
       warpgroup_commit_batch();
@@ -639,8 +708,8 @@ struct MainloopLiquidW4A8 {
     pipeline.consumer_wait(smem_pipe_read);
     dequant_stage(smem_pipe_read.index(), tCrA0);
 
-    auto step = [&](auto& frag_now, auto& frag_next, bool release_previous) {
-      issue_stage(smem_pipe_read.index(), frag_now);
+    auto step = [&](auto& frag_now, auto& frag_next, auto& acc, bool release_previous) {
+      issue_stage(smem_pipe_read.index(), frag_now, acc);
       warpgroup_wait<1>();  // the previous batch is done: its stage can go back to the producer
       if (release_previous) {
         release_stage(pipeline, smem_pipe_release);
@@ -655,12 +724,27 @@ struct MainloopLiquidW4A8 {
       dequant_stage(smem_pipe_read.index(), frag_next);
       return true;
     };
-    if (step(tCrA0, tCrA1, false)) {
-      CUTLASS_PRAGMA_NO_UNROLL
-      while (step(tCrA1, tCrA0, true) && step(tCrA0, tCrA1, true)) {
+    auto run_stages = [&](auto& acc_even, auto& acc_odd) {
+      if (step(tCrA0, tCrA1, acc_even, false)) {
+        CUTLASS_PRAGMA_NO_UNROLL
+        while (step(tCrA1, tCrA0, acc_odd, true) && step(tCrA0, tCrA1, acc_even, true)) {
+        }
       }
+    };
+    if constexpr (kTwoAcc) {
+      run_stages(accum, accum_odd);
+    } else {
+      run_stages(accum, accum);
     }
     warpgroup_fence_operand(accum);
+    if constexpr (kTwoAcc) {
+      warpgroup_wait<0>();
+      warpgroup_fence_operand(accum_odd);
+      warpgroup_fence_operand(accum);
+      CUTLASS_PRAGMA_UNROLL
+      for (int i = 0; i < size(accum); ++i) accum(i) += accum_odd(i);
+      warpgroup_fence_operand(accum);
+    }
     if constexpr (kKPairs) {
       add_odd_blocks(accum, warp_group, t, shared_tensors);
     }
