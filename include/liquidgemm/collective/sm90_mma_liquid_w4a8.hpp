@@ -408,6 +408,19 @@ struct MainloopLiquidW4A8 {
     return cute::make_tuple(gA_mkl, gB_nkl);
   }
 
+  // The activation TMA's (source, destination) views of a unit's token tile: this CTA's share of it, multicast to every
+  // CTA of the cluster (all of them share it).
+  template <class TensorA, class TensorB, class NCoord, class LCoord>
+  CUTLASS_DEVICE static auto activation_views(Params const& params, cute::tuple<TensorA, TensorB> const& load_inputs,
+                                              NCoord const& n_coord, LCoord const& l_coord,
+                                              TensorStorage& shared_tensors) {
+    Tensor sB = make_tensor(make_smem_ptr(shared_tensors.smem_B.data()), SmemLayoutB{});
+    Tensor gB = get<1>(load_inputs)(_, _, n_coord, _, kOneActivationBatch ? 0 : l_coord);  // (BLK_N, BLK_K, k)
+    uint32_t const cluster_rank = kClusterM == 1 ? 0 : cute::block_rank_in_cluster();
+    auto block_tma_b = params.tma_load_b.get_slice(cluster_rank);
+    return cute::make_tuple(block_tma_b.partition_S(gB), block_tma_b.partition_D(sB));
+  }
+
   // Producer: one elected thread streams (weights, params, activations) of k-block after k-block (K pairs: weights
   // and params only, load_auxiliary() the rest).
   template <class TensorA, class TensorB, class KTileIterator, class BlockCoord>
@@ -418,16 +431,7 @@ struct MainloopLiquidW4A8 {
     if (!cute::elect_one_sync()) {
       return;
     }
-    Tensor sB = make_tensor(make_smem_ptr(shared_tensors.smem_B.data()), SmemLayoutB{});
     auto [m_coord, n_coord, k_coord, l_coord] = blk_coord;
-    Tensor gB = get<1>(load_inputs)(_, _, n_coord, _, kOneActivationBatch ? 0 : l_coord);  // (BLK_N, BLK_K, k)
-    // This CTA's share of the token tile, multicast to every CTA of the cluster (all of them share it).
-    uint32_t const cluster_rank = kClusterM == 1 ? 0 : cute::block_rank_in_cluster();
-    auto block_tma_b = params.tma_load_b.get_slice(cluster_rank);
-    uint16_t const mcast_mask_b = uint16_t((1u << kClusterM) - 1);
-    Tensor tBgB = block_tma_b.partition_S(gB);
-    Tensor tBsB = block_tma_b.partition_D(sB);
-
     int const first_slice = first_slice_of(int(m_coord), int(l_coord));
     int const split_first_block = first_block_of(params, int(l_coord), 0);
     int const first_block = first_block_of(params, int(l_coord), int(*k_tile_iter));
@@ -492,13 +496,6 @@ struct MainloopLiquidW4A8 {
         }
       }
     };
-    auto load_activations = [&](uint64_t* barrier, int stage, int k_tile) {
-      if constexpr (kClusterM > 1) {
-        copy(params.tma_load_b.with(*barrier, mcast_mask_b), tBgB(_, _, _, k_tile), tBsB(_, _, _, stage));
-      } else if constexpr (!kQuantizesAct) {
-        copy(params.tma_load_b.with(*barrier), tBgB(_, _, _, k_tile), tBsB(_, _, _, stage));
-      }
-    };
     if constexpr (kSplitLoads) {
       // Weights and group params only (load_auxiliary() adds the activations): params.early_stages of them before
       // the PDL wait, which here only keeps the rest from competing with the previous kernel's last CTAs for HBM.
@@ -516,6 +513,17 @@ struct MainloopLiquidW4A8 {
         wait_for_prior_output();
       }
     } else {
+      auto const activations = activation_views(params, load_inputs, n_coord, l_coord, shared_tensors);
+      auto const& tBgB = get<0>(activations);
+      auto const& tBsB = get<1>(activations);
+      uint16_t const mcast_mask_b = uint16_t((1u << kClusterM) - 1);
+      auto load_activations = [&](uint64_t* barrier, int stage, int k_tile) {
+        if constexpr (kClusterM > 1) {
+          copy(params.tma_load_b.with(*barrier, mcast_mask_b), tBgB(_, _, _, k_tile), tBsB(_, _, _, stage));
+        } else if constexpr (!kQuantizesAct) {
+          copy(params.tma_load_b.with(*barrier), tBgB(_, _, _, k_tile), tBsB(_, _, _, stage));
+        }
+      };
       if constexpr (kMayLoadWeightsBeforeWait) {
         if (early_stages > 0) {
           // The ring is empty: every acquire returns at once and arms its stage for all of the stage's bytes, so a
@@ -561,12 +569,10 @@ struct MainloopLiquidW4A8 {
         first_load_ = false;
         wait_for_prior_output();
       }
-      Tensor sB = make_tensor(make_smem_ptr(shared_tensors.smem_B.data()), SmemLayoutB{});
       auto [m_coord, n_coord, k_coord, l_coord] = blk_coord;
-      Tensor gB = get<1>(load_inputs)(_, _, n_coord, _, 0);
-      auto block_tma_b = params.tma_load_b.get_slice(0);
-      Tensor tBgB = block_tma_b.partition_S(gB);
-      Tensor tBsB = block_tma_b.partition_D(sB);
+      auto const activations = activation_views(params, load_inputs, n_coord, l_coord, shared_tensors);
+      auto const& tBgB = get<0>(activations);
+      auto const& tBsB = get<1>(activations);
       int const first_slice = first_slice_of(int(m_coord), int(l_coord));
       int const last_k_tile = int(*k_tile_iter) + k_tile_count - 1;
       CUTLASS_PRAGMA_NO_UNROLL
